@@ -1,0 +1,46 @@
+# EventHub developer commands. `make up` and `make test` are the quick start.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUN_DIR ?= .run
+STAMP := $(VENV)/.installed
+
+.PHONY: up down logs test protos protos-check lint venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Bring the whole system up in the background and print its URLs.
+up: $(STAMP)
+	$(PY) -m scripts.stack up --run-dir $(RUN_DIR)
+
+down: $(STAMP)
+	$(PY) -m scripts.stack down --run-dir $(RUN_DIR)
+
+logs:
+	tail -n 50 -F $(RUN_DIR)/logs/*.log
+
+## The whole test suite (starts its own isolated stack).
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Regenerate the gRPC stubs and type stubs from protos/.
+protos: $(STAMP)
+	$(PY) -m scripts.gen_protos
+
+## Fail if the checked-in stubs differ from what protos/ generates.
+protos-check: $(STAMP)
+	$(PY) -m scripts.gen_protos --check
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean: down
+	rm -rf $(RUN_DIR)

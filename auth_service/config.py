@@ -1,0 +1,33 @@
+from pathlib import Path
+
+from pydantic import SecretStr, model_validator
+
+from common.config import CommonSettings, listen_port
+
+
+class AuthSettings(CommonSettings):
+    # The Ed25519 signing key as PKCS8 PEM, given inline or as a file (one is required).
+    jwt_private_key: SecretStr | None = None
+    jwt_private_key_file: Path | None = None
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 86_400
+    # argon2id cost (RFC 9106 second recommended profile by default).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65_536
+    argon2_parallelism: int = 1
+
+    @model_validator(mode="after")
+    def _signing_key_given(self) -> "AuthSettings":
+        if self.jwt_private_key is None and self.jwt_private_key_file is None:
+            raise ValueError("set EVENTHUB_JWT_PRIVATE_KEY or EVENTHUB_JWT_PRIVATE_KEY_FILE")
+        return self
+
+    @property
+    def grpc_port(self) -> int:
+        return listen_port(self.auth_addr)
+
+    def signing_key_pem(self) -> bytes:
+        if self.jwt_private_key is not None:
+            return self.jwt_private_key.get_secret_value().encode()
+        assert self.jwt_private_key_file is not None
+        return self.jwt_private_key_file.read_bytes()

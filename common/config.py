@@ -1,0 +1,42 @@
+"""Settings every process shares. Each service subclasses `CommonSettings` with its own fields.
+
+All variables carry the `EVENTHUB_` prefix, e.g. `EVENTHUB_DATABASE_URL`.
+"""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENTHUB_", extra="ignore")
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/eventhub"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    nats_url: str = "nats://127.0.0.1:4222"
+    # Prefix of every Redis key, NATS subject and stream name, so that several
+    # deployments (or test runs) can share one Redis and one NATS.
+    namespace: str = Field(default="eventhub", pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    log_level: str = "INFO"
+
+    # Where each service listens; a comma-separated list spreads calls over replicas.
+    auth_addr: str = "127.0.0.1:50051"
+    events_addr: str = "127.0.0.1:50052"
+    sharing_addr: str = "127.0.0.1:50053"
+    history_addr: str = "127.0.0.1:50054"
+    # Deadline of one gRPC call between services, seconds.
+    grpc_deadline: float = 5.0
+    # Seconds a stopping server lets in-flight calls finish.
+    shutdown_grace: float = 10.0
+    db_pool_size: int = 10
+
+    # Access-token claims every verifier checks.
+    jwt_issuer: str = "eventhub-auth"
+    jwt_audience: str = "eventhub"
+
+    def redis_key(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+
+def listen_port(addr: str) -> int:
+    """The port of the first address in a (possibly comma-separated) address list."""
+    return int(addr.split(",")[0].rsplit(":", 1)[1])

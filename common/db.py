@@ -1,0 +1,67 @@
+"""PostgreSQL access: engines, sessions and Alembic migrations, one schema per service."""
+
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, create_engine, pool, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def service_metadata(schema: str) -> MetaData:
+    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+def make_engine(database_url: str, pool_size: int) -> AsyncEngine:
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def migrate(migrations_dir: Path, database_url: str) -> None:
+    """Upgrade a service's schema to the newest revision."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    config.attributes["database_url"] = database_url
+    command.upgrade(config, "head")
+
+
+def run_migrations_online(metadata: MetaData) -> None:
+    """The body of each service's Alembic env.py: migrate `metadata.schema` in place."""
+    schema = metadata.schema
+    url = context.config.attributes.get("database_url") or context.config.get_main_option(
+        "sqlalchemy.url"
+    )
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        connection.commit()
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table_schema=schema,
+            include_schemas=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+def migrations_dir_of(package_file: str) -> Path:
+    return Path(package_file).resolve().parent / "migrations"

@@ -1,0 +1,38 @@
+"""The FastAPI application: routers, middleware, error handlers, lifespan."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.clients import Gateway
+from gateway.config import GatewaySettings
+from gateway.errors import install_error_handlers
+from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway.responses import JSONResponse
+from gateway.routes import auth, events, history, ops, sharing
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = Gateway.connect(settings)
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    app = FastAPI(
+        title="EventHub API",
+        version="1.0.0",
+        description="Collaborative events: recurrence, sharing, history.",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    for module in (ops, auth, events, sharing, history):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,93 @@
+"""The gateway's connections: gRPC stubs of the four services, Redis, and the token verifier."""
+
+import asyncio
+from dataclasses import dataclass
+
+import grpc
+from limits import RateLimitItem
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from redis.asyncio import Redis
+
+from common.grpc_client import open_channel, public_key_fetcher
+from common.tokens import TokenVerifier
+from eventhub.auth.v1.auth_pb2_grpc import AuthServiceStub
+from eventhub.events.v1.events_pb2_grpc import EventServiceStub
+from eventhub.history.v1.history_pb2_grpc import HistoryServiceStub
+from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
+from gateway.config import GatewaySettings
+from gateway.ratelimit import IPNetwork, RateLimiter, parse_limit, parse_networks
+
+
+@dataclass
+class Gateway:
+    """Everything a request handler may need, created once in the app's lifespan."""
+
+    settings: GatewaySettings
+    channels: dict[str, grpc.aio.Channel]
+    auth: AuthServiceStub
+    events: EventServiceStub
+    sharing: SharingServiceStub
+    history: HistoryServiceStub
+    redis: Redis
+    verifier: TokenVerifier
+    limiter: RateLimiter
+    login_limit: RateLimitItem
+    refresh_limit: RateLimitItem
+    user_limit: RateLimitItem
+    trusted_proxies: list[IPNetwork]
+
+    @classmethod
+    def connect(cls, settings: GatewaySettings) -> "Gateway":
+        deadline = settings.grpc_deadline
+        channels = {
+            "auth": open_channel(settings.auth_addr, deadline),
+            "events": open_channel(settings.events_addr, deadline),
+            "sharing": open_channel(settings.sharing_addr, deadline),
+            "history": open_channel(settings.history_addr, deadline),
+        }
+        return cls(
+            settings=settings,
+            channels=channels,
+            auth=AuthServiceStub(channels["auth"]),
+            events=EventServiceStub(channels["events"]),
+            sharing=SharingServiceStub(channels["sharing"]),
+            history=HistoryServiceStub(channels["history"]),
+            redis=Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1),
+            verifier=TokenVerifier(
+                settings.jwt_issuer, settings.jwt_audience, public_key_fetcher(channels["auth"])
+            ),
+            limiter=RateLimiter(settings.redis_url, key_prefix=settings.redis_key("ratelimit")),
+            login_limit=parse_limit(settings.rate_limit_login),
+            refresh_limit=parse_limit(settings.rate_limit_refresh),
+            user_limit=parse_limit(settings.rate_limit_user),
+            trusted_proxies=parse_networks(settings.trusted_proxies),
+        )
+
+    async def readiness(self) -> dict[str, bool]:
+        """Whether each dependency answers right now."""
+
+        async def service_ok(channel: grpc.aio.Channel) -> bool:
+            try:
+                response = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+            except grpc.aio.AioRpcError:
+                return False
+            return response.status == health_pb2.HealthCheckResponse.SERVING
+
+        async def redis_ok() -> bool:
+            try:
+                return bool(await self.redis.ping())
+            except Exception:
+                return False
+
+        names = [*self.channels, "redis"]
+        results = await asyncio.gather(
+            *(service_ok(channel) for channel in self.channels.values()), redis_ok()
+        )
+        return dict(zip(names, results, strict=True))
+
+    async def close(self) -> None:
+        for channel in self.channels.values():
+            await channel.close()
+        await self.redis.aclose()

@@ -1,0 +1,133 @@
+"""Every error the gateway answers is RFC 9457 problem+json, built here."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from common.errors import DomainError, problem_from_rpc_error
+from gateway.responses import JSONResponse
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS_BY_GRPC_CODE = {
+    grpc.StatusCode.INVALID_ARGUMENT: 422,
+    grpc.StatusCode.OUT_OF_RANGE: 422,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 412,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.CANCELLED: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+# Details of these come from inside the system and are not shown to clients.
+_UPSTREAM_DETAIL = {
+    500: "internal error",
+    501: "not implemented",
+    503: "a service this request needs is unavailable; retry later",
+    504: "a service this request needs did not answer in time",
+}
+
+
+class HTTPProblem(Exception):
+    """An error the gateway itself decides on (413, 429, 304-less cases...)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(
+    status: int,
+    detail: str | None = None,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail or HTTPStatus(status).description,
+        **extra,
+    }
+    headers = dict(headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else [str(p) for p in loc]
+    return ".".join(parts) or str(loc[0] if loc else "body")
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    errors = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            errors.append({"field": "body", "message": "malformed JSON"})
+            continue
+        message = str(error.get("msg", "invalid value"))
+        errors.append({"field": _field_path(tuple(error.get("loc", ()))), "message": message})
+    return errors
+
+
+def problem_for_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
+    status = HTTP_STATUS_BY_GRPC_CODE.get(error.code(), 500)
+    if status in _UPSTREAM_DETAIL:
+        log.warning("upstream call failed", extra={"grpc_code": error.code().name, "detail": error.details()})
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return problem_response(status, detail=_UPSTREAM_DETAIL[status], headers=headers)
+    problem = problem_from_rpc_error(error)
+    detail = problem.pop("detail", None) or error.details()
+    title = problem.pop("title", None)
+    return problem_response(status, detail=detail, title=title, **problem)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_exception(request: Request, exc: StarletteHTTPException) -> Response:
+        return problem_response(exc.status_code, detail=str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = validation_errors(exc)
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem_response(422, detail=detail, title="Validation failed", errors=errors)
+
+    @app.exception_handler(HTTPProblem)
+    async def http_problem(request: Request, exc: HTTPProblem) -> Response:
+        return problem_response(exc.status, detail=exc.detail, headers=exc.headers, **exc.extra)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        status = HTTP_STATUS_BY_GRPC_CODE.get(exc.code, 500)
+        return problem_response(status, detail=exc.detail, title=exc.title, **exc.extra)
+
+    @app.exception_handler(grpc.aio.AioRpcError)
+    async def rpc_error(request: Request, exc: grpc.aio.AioRpcError) -> Response:
+        return problem_for_rpc_error(exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem_response(500, detail="internal error")

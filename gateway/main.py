@@ -1,0 +1,9 @@
+"""ASGI entry point: `uvicorn gateway.main:app`."""
+
+from common.logging import configure_logging
+from gateway.app import create_app
+from gateway.config import GatewaySettings
+
+settings = GatewaySettings()
+configure_logging("gateway", settings.log_level)
+app = create_app(settings)

@@ -1,0 +1,32 @@
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from gateway.deps import Services
+from gateway.errors import problem_response
+from gateway.responses import JSONResponse
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The gateway process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Every dependency is reachable",
+    responses={503: {"description": "A dependency is down"}},
+)
+async def readyz(gateway: Services) -> Response:
+    checks = await gateway.readiness()
+    if all(checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks})
+    down = ", ".join(name for name, ok in checks.items() if not ok)
+    return problem_response(503, detail=f"unreachable: {down}", checks=checks)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,247 @@
+import datetime
+
+from eventhub.common.v1 import common_pb2 as _common_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Event(_message.Message):
+    __slots__ = ("id", "title", "description", "location", "start_time", "end_time", "timezone", "is_recurring", "recurrence_rule", "owner_id", "role", "version", "created_at", "updated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    IS_RECURRING_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_RULE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    title: str
+    description: str
+    location: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    timezone: str
+    is_recurring: bool
+    recurrence_rule: str
+    owner_id: str
+    role: _common_pb2.Role
+    version: int
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., location: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ..., is_recurring: _Optional[bool] = ..., recurrence_rule: _Optional[str] = ..., owner_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class EventInput(_message.Message):
+    __slots__ = ("title", "description", "location", "start_time", "end_time", "timezone", "is_recurring", "recurrence_rule")
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    IS_RECURRING_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_RULE_FIELD_NUMBER: _ClassVar[int]
+    title: str
+    description: str
+    location: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    timezone: str
+    is_recurring: bool
+    recurrence_rule: str
+    def __init__(self, title: _Optional[str] = ..., description: _Optional[str] = ..., location: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ..., is_recurring: _Optional[bool] = ..., recurrence_rule: _Optional[str] = ...) -> None: ...
+
+class EventPatch(_message.Message):
+    __slots__ = ("title", "description", "location", "start_time", "end_time", "timezone", "is_recurring", "recurrence_rule")
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    IS_RECURRING_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_RULE_FIELD_NUMBER: _ClassVar[int]
+    title: str
+    description: str
+    location: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    timezone: str
+    is_recurring: bool
+    recurrence_rule: str
+    def __init__(self, title: _Optional[str] = ..., description: _Optional[str] = ..., location: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ..., is_recurring: _Optional[bool] = ..., recurrence_rule: _Optional[str] = ...) -> None: ...
+
+class Occurrence(_message.Message):
+    __slots__ = ("event_id", "title", "start_time", "end_time", "recurrence_id")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    title: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    recurrence_id: _timestamp_pb2.Timestamp
+    def __init__(self, event_id: _Optional[str] = ..., title: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recurrence_id: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateEventRequest(_message.Message):
+    __slots__ = ("event", "allow_conflicts")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    event: EventInput
+    allow_conflicts: bool
+    def __init__(self, event: _Optional[_Union[EventInput, _Mapping]] = ..., allow_conflicts: _Optional[bool] = ...) -> None: ...
+
+class BatchCreateEventsRequest(_message.Message):
+    __slots__ = ("events", "allow_conflicts")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[EventInput]
+    allow_conflicts: bool
+    def __init__(self, events: _Optional[_Iterable[_Union[EventInput, _Mapping]]] = ..., allow_conflicts: _Optional[bool] = ...) -> None: ...
+
+class BatchCreateEventsResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, items: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class GetEventRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ("start", "end", "q", "role", "limit", "cursor")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    Q_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    q: str
+    role: _common_pb2.Role
+    limit: int
+    cursor: str
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., q: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class ListEventsResponse(_message.Message):
+    __slots__ = ("items", "next_cursor")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Event]
+    next_cursor: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+
+class ExpandEventsRequest(_message.Message):
+    __slots__ = ("start", "end", "q", "role")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    Q_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    q: str
+    role: _common_pb2.Role
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., q: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class ExpandEventsResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Occurrence]
+    def __init__(self, items: _Optional[_Iterable[_Union[Occurrence, _Mapping]]] = ...) -> None: ...
+
+class ListOccurrencesRequest(_message.Message):
+    __slots__ = ("event_id", "start", "end")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    def __init__(self, event_id: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListOccurrencesResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Occurrence]
+    def __init__(self, items: _Optional[_Iterable[_Union[Occurrence, _Mapping]]] = ...) -> None: ...
+
+class ReplaceEventRequest(_message.Message):
+    __slots__ = ("id", "event", "allow_conflicts", "expected_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    event: EventInput
+    allow_conflicts: bool
+    expected_version: int
+    def __init__(self, id: _Optional[str] = ..., event: _Optional[_Union[EventInput, _Mapping]] = ..., allow_conflicts: _Optional[bool] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class UpdateEventRequest(_message.Message):
+    __slots__ = ("id", "patch", "allow_conflicts", "expected_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PATCH_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    patch: EventPatch
+    allow_conflicts: bool
+    expected_version: int
+    def __init__(self, id: _Optional[str] = ..., patch: _Optional[_Union[EventPatch, _Mapping]] = ..., allow_conflicts: _Optional[bool] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class DeleteEventRequest(_message.Message):
+    __slots__ = ("id", "expected_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    expected_version: int
+    def __init__(self, id: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class DeleteEventResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RollbackEventRequest(_message.Message):
+    __slots__ = ("id", "event", "rolled_back_to", "allow_conflicts", "expected_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    ROLLED_BACK_TO_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    event: EventInput
+    rolled_back_to: int
+    allow_conflicts: bool
+    expected_version: int
+    def __init__(self, id: _Optional[str] = ..., event: _Optional[_Union[EventInput, _Mapping]] = ..., rolled_back_to: _Optional[int] = ..., allow_conflicts: _Optional[bool] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class GetEventVersionRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetEventVersionResponse(_message.Message):
+    __slots__ = ("version", "deleted")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    deleted: bool
+    def __init__(self, version: _Optional[int] = ..., deleted: _Optional[bool] = ...) -> None: ...

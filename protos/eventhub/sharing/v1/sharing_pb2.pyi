@@ -1,0 +1,127 @@
+import datetime
+
+from eventhub.common.v1 import common_pb2 as _common_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Permission(_message.Message):
+    __slots__ = ("event_id", "user_id", "username", "role", "granted_by", "granted_at")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_BY_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_AT_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    user_id: str
+    username: str
+    role: _common_pb2.Role
+    granted_by: str
+    granted_at: _timestamp_pb2.Timestamp
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., username: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., granted_by: _Optional[str] = ..., granted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class InitializeOwnerRequest(_message.Message):
+    __slots__ = ("event_id",)
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    def __init__(self, event_id: _Optional[str] = ...) -> None: ...
+
+class GetRoleRequest(_message.Message):
+    __slots__ = ("event_id", "user_id")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    user_id: str
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class GetRoleResponse(_message.Message):
+    __slots__ = ("role",)
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    role: _common_pb2.Role
+    def __init__(self, role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class ListGrantsRequest(_message.Message):
+    __slots__ = ("user_id", "role")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    role: _common_pb2.Role
+    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class Grant(_message.Message):
+    __slots__ = ("event_id", "role")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    role: _common_pb2.Role
+    def __init__(self, event_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class ListGrantsResponse(_message.Message):
+    __slots__ = ("grants",)
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    grants: _containers.RepeatedCompositeFieldContainer[Grant]
+    def __init__(self, grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ...) -> None: ...
+
+class ShareTarget(_message.Message):
+    __slots__ = ("user_id", "username", "role")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    username: str
+    role: _common_pb2.Role
+    def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class ShareEventRequest(_message.Message):
+    __slots__ = ("event_id", "users")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    users: _containers.RepeatedCompositeFieldContainer[ShareTarget]
+    def __init__(self, event_id: _Optional[str] = ..., users: _Optional[_Iterable[_Union[ShareTarget, _Mapping]]] = ...) -> None: ...
+
+class ShareEventResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Permission]
+    def __init__(self, items: _Optional[_Iterable[_Union[Permission, _Mapping]]] = ...) -> None: ...
+
+class ListPermissionsRequest(_message.Message):
+    __slots__ = ("event_id",)
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    def __init__(self, event_id: _Optional[str] = ...) -> None: ...
+
+class ListPermissionsResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Permission]
+    def __init__(self, items: _Optional[_Iterable[_Union[Permission, _Mapping]]] = ...) -> None: ...
+
+class UpdatePermissionRequest(_message.Message):
+    __slots__ = ("event_id", "user_id", "role")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    user_id: str
+    role: _common_pb2.Role
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class RevokePermissionRequest(_message.Message):
+    __slots__ = ("event_id", "user_id")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    user_id: str
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class RevokePermissionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
