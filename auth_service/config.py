@@ -18,16 +18,19 @@ class AuthSettings(CommonSettings):
 
     @model_validator(mode="after")
     def _signing_key_given(self) -> "AuthSettings":
-        if self.jwt_private_key is None and self.jwt_private_key_file is None:
+        if not self._inline_key() and self.jwt_private_key_file is None:
             raise ValueError("set EVENTHUB_JWT_PRIVATE_KEY or EVENTHUB_JWT_PRIVATE_KEY_FILE")
         return self
+
+    def _inline_key(self) -> str:
+        return self.jwt_private_key.get_secret_value() if self.jwt_private_key else ""
 
     @property
     def grpc_port(self) -> int:
         return listen_port(self.auth_addr)
 
     def signing_key_pem(self) -> bytes:
-        if self.jwt_private_key is not None:
-            return self.jwt_private_key.get_secret_value().encode()
+        if inline := self._inline_key():
+            return inline.encode()
         assert self.jwt_private_key_file is not None
         return self.jwt_private_key_file.read_bytes()

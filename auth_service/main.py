@@ -6,8 +6,8 @@ from redis.asyncio import Redis
 
 from auth_service.config import AuthSettings
 from auth_service.keys import SigningKey
-from auth_service.servicer import AuthServicer
 from auth_service.service import AuthService
+from auth_service.servicer import AuthServicer
 from common.db import make_engine, make_sessionmaker
 from common.grpc_server import serve
 from common.logging import configure_logging

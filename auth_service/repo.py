@@ -26,7 +26,10 @@ async def add_user(session: AsyncSession, username: str, email: str, password_ha
 async def username_or_email_taken(session: AsyncSession, username: str, email: str) -> bool:
     found = await session.scalar(
         select(User.id).where(
-            or_(func.lower(User.username) == username.lower(), func.lower(User.email) == email.lower())
+            or_(
+                func.lower(User.username) == username.lower(),
+                func.lower(User.email) == email.lower(),
+            )
         )
     )
     return found is not None
@@ -52,10 +55,16 @@ async def find_users(
 
 
 async def add_refresh_token(
-    session: AsyncSession, token_hash: bytes, user_id: uuid.UUID, family_id: uuid.UUID, expires_at: datetime
+    session: AsyncSession,
+    token_hash: bytes,
+    user_id: uuid.UUID,
+    family_id: uuid.UUID,
+    expires_at: datetime,
 ) -> None:
     session.add(
-        RefreshToken(token_hash=token_hash, user_id=user_id, family_id=family_id, expires_at=expires_at)
+        RefreshToken(
+            token_hash=token_hash, user_id=user_id, family_id=family_id, expires_at=expires_at
+        )
     )
 
 
@@ -74,4 +83,6 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: dateti
 
 
 async def set_password_hash(session: AsyncSession, user_id: uuid.UUID, password_hash: str) -> None:
-    await session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
+    await session.execute(
+        update(User).where(User.id == user_id).values(password_hash=password_hash)
+    )

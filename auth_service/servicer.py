@@ -47,7 +47,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         key = self._service.signing_key
         settings = self._service.settings
         return auth_pb2.GetPublicKeysResponse(
-            keys=[auth_pb2.PublicKey(kid=key.kid, algorithm="EdDSA", public_key_pem=key.public_pem)],
+            keys=[
+                auth_pb2.PublicKey(kid=key.kid, algorithm="EdDSA", public_key_pem=key.public_pem)
+            ],
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         )

@@ -58,7 +58,9 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
                     caller_var.set(await verifier.verify(token))
                 return await inner(request, context)
             except DomainError as error:
-                await context.abort(error.code, error.detail, trailing_metadata=error_trailer(error))
+                await context.abort(
+                    error.code, error.detail, trailing_metadata=error_trailer(error)
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:

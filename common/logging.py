@@ -23,7 +23,9 @@ class JsonFormatter(logging.Formatter):
         if request_id := request_id_var.get():
             entry["request_id"] = request_id
         entry.update(
-            (k, v) for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS and k[0] != "_" and k != "color_message"
+            (k, v)
+            for k, v in record.__dict__.items()
+            if k not in _STANDARD_ATTRS and k[0] != "_" and k != "color_message"
         )
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)

@@ -110,7 +110,9 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                log.warning("outbox relay paused", extra={"error": repr(error), "retry_in": backoff})
+                log.warning(
+                    "outbox relay paused", extra={"error": repr(error), "retry_in": backoff}
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 

@@ -4,8 +4,8 @@ import asyncio
 from dataclasses import dataclass
 
 import grpc
-from limits import RateLimitItem
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from limits import RateLimitItem
 from redis.asyncio import Redis
 
 from common.grpc_client import open_channel, public_key_fetcher

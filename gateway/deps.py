@@ -26,7 +26,9 @@ def get_gateway(request: Request) -> Gateway:
 Services = Annotated[Gateway, Depends(get_gateway)]
 
 
-async def enforce_limit(request: Request, gateway: Gateway, limit: RateLimitItem, *key: str) -> None:
+async def enforce_limit(
+    request: Request, gateway: Gateway, limit: RateLimitItem, *key: str
+) -> None:
     decision = await gateway.limiter.hit(limit, *key)
     add_response_headers(request.scope, decision.headers())
     if not decision.allowed:
@@ -35,11 +37,23 @@ async def enforce_limit(request: Request, gateway: Gateway, limit: RateLimitItem
 
 async def login_rate_limit(request: Request, gateway: Services) -> None:
     """One budget per client IP shared by login and register."""
-    await enforce_limit(request, gateway, gateway.login_limit, "login", client_ip(request.scope, gateway.trusted_proxies))
+    await enforce_limit(
+        request,
+        gateway,
+        gateway.login_limit,
+        "login",
+        client_ip(request.scope, gateway.trusted_proxies),
+    )
 
 
 async def refresh_rate_limit(request: Request, gateway: Services) -> None:
-    await enforce_limit(request, gateway, gateway.refresh_limit, "refresh", client_ip(request.scope, gateway.trusted_proxies))
+    await enforce_limit(
+        request,
+        gateway,
+        gateway.refresh_limit,
+        "refresh",
+        client_ip(request.scope, gateway.trusted_proxies),
+    )
 
 
 async def current_user(
@@ -56,7 +70,9 @@ async def current_user(
     try:
         revoked = await gateway.redis.exists(gateway.settings.redis_key("denylist", caller.jti))
     except RedisError:
-        raise HTTPProblem(503, "token revocation list unavailable", headers={"Retry-After": "1"}) from None
+        raise HTTPProblem(
+            503, "token revocation list unavailable", headers={"Retry-After": "1"}
+        ) from None
     if revoked:
         raise Unauthenticated("access token revoked")
     caller_var.set(caller)

@@ -72,11 +72,17 @@ def problem_response(
     headers = dict(headers or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
-    return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
+    return JSONResponse(
+        body, status_code=status, headers=headers, media_type="application/problem+json"
+    )
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else [str(p) for p in loc]
+    parts = (
+        [str(p) for p in loc[1:]]
+        if loc and loc[0] in ("body", "query", "path", "header")
+        else [str(p) for p in loc]
+    )
     return ".".join(parts) or str(loc[0] if loc else "body")
 
 
@@ -94,7 +100,10 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 def problem_for_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
     status = HTTP_STATUS_BY_GRPC_CODE.get(error.code(), 500)
     if status in _UPSTREAM_DETAIL:
-        log.warning("upstream call failed", extra={"grpc_code": error.code().name, "detail": error.details()})
+        log.warning(
+            "upstream call failed",
+            extra={"grpc_code": error.code().name, "detail": error.details()},
+        )
         headers = {"Retry-After": "1"} if status == 503 else None
         return problem_response(status, detail=_UPSTREAM_DETAIL[status], headers=headers)
     problem = problem_from_rpc_error(error)

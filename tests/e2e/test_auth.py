@@ -1,0 +1,245 @@
+"""The Auth section of API.md over HTTP against the running system."""
+
+import time
+import uuid
+
+import httpx
+import jwt
+import pytest
+
+from tests.conftest import User
+
+PASSWORD = "correct horse battery"
+
+
+def new_username() -> str:
+    return f"u_{uuid.uuid4().hex[:12]}"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= body.keys()
+    return body
+
+
+def test_register_login_me_refresh_logout(api: httpx.Client) -> None:
+    username = new_username()
+    registered = api.post(
+        "/api/auth/register",
+        json={"username": username, "email": f"{username}@example.com", "password": PASSWORD},
+    )
+    assert registered.status_code == 201
+    user = registered.json()
+    assert set(user) == {"id", "username", "email", "created_at"}
+    assert user["username"] == username
+
+    login = api.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+    assert login.status_code == 200
+    pair = login.json()
+    assert set(pair) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    assert pair["token_type"] == "bearer" and pair["expires_in"] > 0
+    header = jwt.get_unverified_header(pair["access_token"])
+    assert header["alg"] == "EdDSA" and header["kid"]
+    claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
+    assert {"iss", "aud", "sub", "exp", "iat", "jti"} <= claims.keys()
+
+    auth = {"Authorization": f"Bearer {pair['access_token']}"}
+    me = api.get("/api/auth/me", headers=auth)
+    assert me.status_code == 200 and me.json() == user
+
+    refreshed = api.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refreshed.status_code == 200
+    new_pair = refreshed.json()
+    assert new_pair["refresh_token"] != pair["refresh_token"]
+
+    new_auth = {"Authorization": f"Bearer {new_pair['access_token']}"}
+    logout = api.post(
+        "/api/auth/logout", headers=new_auth, json={"refresh_token": new_pair["refresh_token"]}
+    )
+    assert logout.status_code == 204 and logout.content == b""
+    assert_problem(api.get("/api/auth/me", headers=new_auth), 401)
+    assert_problem(
+        api.post("/api/auth/refresh", json={"refresh_token": new_pair["refresh_token"]}), 401
+    )
+    # Logging out one login leaves the first access token (another jti) working until it expires.
+    assert api.get("/api/auth/me", headers=auth).status_code == 200
+
+
+def test_login_by_email_and_oauth2_form(api: httpx.Client, make_user) -> None:
+    user: User = make_user()
+    by_email = api.post("/api/auth/login", json={"username": user.email, "password": user.password})
+    assert by_email.status_code == 200
+    form = api.post("/api/auth/login", data={"username": user.username, "password": user.password})
+    assert form.status_code == 200 and form.json()["token_type"] == "bearer"
+
+
+def test_wrong_credentials_give_the_same_401(api: httpx.Client, make_user) -> None:
+    user: User = make_user()
+    wrong_password = api.post(
+        "/api/auth/login", json={"username": user.username, "password": "x" * 10}
+    )
+    unknown_user = api.post(
+        "/api/auth/login", json={"username": new_username(), "password": "x" * 10}
+    )
+    assert (
+        assert_problem(wrong_password, 401)["detail"] == assert_problem(unknown_user, 401)["detail"]
+    )
+    assert wrong_password.headers["www-authenticate"] == "Bearer"
+
+
+def test_duplicate_username_or_email_is_409(api: httpx.Client, make_user) -> None:
+    user: User = make_user()
+    same_name = api.post(
+        "/api/auth/register",
+        json={
+            "username": user.username.upper(),
+            "email": f"{new_username()}@example.com",
+            "password": PASSWORD,
+        },
+    )
+    assert_problem(same_name, 409)
+    same_email = api.post(
+        "/api/auth/register",
+        json={"username": new_username(), "email": user.email, "password": PASSWORD},
+    )
+    assert_problem(same_email, 409)
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({}, {"username", "email", "password"}),
+        ({"username": "ab", "email": "ab@example.com", "password": PASSWORD}, {"username"}),
+        ({"username": "x" * 33, "email": "ab@example.com", "password": PASSWORD}, {"username"}),
+        ({"username": "bad name!", "email": "ab@example.com", "password": PASSWORD}, {"username"}),
+        ({"username": "okname", "email": "not-an-email", "password": PASSWORD}, {"email"}),
+        ({"username": "okname", "email": "ok@example.com", "password": "short"}, {"password"}),
+        ({"username": "okname", "email": "ok@example.com", "password": "p" * 129}, {"password"}),
+        ({"username": 5, "email": ["x"], "password": None}, {"username", "email", "password"}),
+    ],
+)
+def test_register_rejects_bad_input(api: httpx.Client, body: dict, fields: set[str]) -> None:
+    problem = assert_problem(api.post("/api/auth/register", json=body), 422)
+    assert {error["field"] for error in problem["errors"]} == fields
+
+
+def test_register_with_bad_input_creates_nothing(api: httpx.Client) -> None:
+    username = new_username()
+    assert (
+        api.post(
+            "/api/auth/register", json={"username": username, "email": "bad", "password": PASSWORD}
+        ).status_code
+        == 422
+    )
+    login = api.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+    assert_problem(login, 401)
+
+
+def test_malformed_json_is_422(api: httpx.Client) -> None:
+    response = api.post(
+        "/api/auth/register", content=b'{"username": ', headers={"content-type": "application/json"}
+    )
+    assert assert_problem(response, 422)["errors"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"username": "someone"}, {"password": PASSWORD}, {"username": "", "password": ""}]
+)
+def test_login_rejects_missing_fields(api: httpx.Client, body: dict) -> None:
+    assert_problem(api.post("/api/auth/login", json=body), 422)
+
+
+@pytest.mark.parametrize("body", [{}, {"refresh_token": ""}, {"refresh_token": 42}])
+def test_refresh_rejects_bad_input(api: httpx.Client, body: dict) -> None:
+    assert_problem(api.post("/api/auth/refresh", json=body), 422)
+
+
+def test_garbage_refresh_token_is_401(api: httpx.Client) -> None:
+    assert_problem(api.post("/api/auth/refresh", json={"refresh_token": "garbage"}), 401)
+
+
+def test_reused_refresh_token_revokes_the_family(api: httpx.Client, make_user) -> None:
+    user: User = make_user()
+    first = api.post("/api/auth/refresh", json={"refresh_token": user.refresh_token})
+    assert first.status_code == 200
+    second_token = first.json()["refresh_token"]
+    # The thief (or the victim) presents the rotated token again...
+    assert_problem(api.post("/api/auth/refresh", json={"refresh_token": user.refresh_token}), 401)
+    # ...and the whole family, including the newest token, stops working.
+    assert_problem(api.post("/api/auth/refresh", json={"refresh_token": second_token}), 401)
+
+
+def test_logout_without_refresh_token_revokes_only_the_access_token(
+    api: httpx.Client, make_user
+) -> None:
+    user: User = make_user()
+    assert api.post("/api/auth/logout", headers=user.headers).status_code == 204
+    assert_problem(api.get("/api/auth/me", headers=user.headers), 401)
+    assert (
+        api.post("/api/auth/refresh", json={"refresh_token": user.refresh_token}).status_code == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Token abc", "Basic dXNlcjpwYXNz", "Bearer not.a.jwt", "Bearer abc"],
+)
+def test_me_without_a_valid_token_is_401(api: httpx.Client, authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = api.get("/api/auth/me", headers=headers)
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_forged_tokens_are_401(api: httpx.Client, make_user) -> None:
+    user: User = make_user()
+    header, payload, signature = user.access_token.split(".")
+    claims = jwt.decode(user.access_token, options={"verify_signature": False})
+    kid = jwt.get_unverified_header(user.access_token)["kid"]
+    alg_none = jwt.utils.base64url_encode(b'{"alg":"none","typ":"JWT"}').decode()
+    forgeries = [
+        f"{alg_none}.{payload}.",
+        jwt.encode(claims, "secret" * 6, algorithm="HS256", headers={"kid": kid}),
+        jwt.encode(
+            {**claims, "exp": int(time.time()) - 120},
+            "x" * 32,
+            algorithm="HS256",
+            headers={"kid": kid},
+        ),
+        f"{header}.{payload}.{signature[:-4]}AAAA",
+    ]
+    for token in forgeries:
+        assert_problem(api.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"}), 401)
+
+
+def test_request_id_is_echoed_or_generated(api: httpx.Client) -> None:
+    assert (
+        api.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
+        == "abc-123"
+    )
+    assert len(api.get("/healthz").headers["x-request-id"]) >= 16
+
+
+def test_unknown_route_and_wrong_method_are_problems(api: httpx.Client) -> None:
+    assert_problem(api.get("/api/nope"), 404)
+    assert_problem(api.delete("/api/auth/login"), 405)
+
+
+def test_oversized_body_is_413(api: httpx.Client) -> None:
+    big = b'{"username": "' + b"a" * (1024 * 1024 + 10) + b'"}'
+    response = api.post(
+        "/api/auth/login", content=big, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413)
+
+
+def test_operations_endpoints(api: httpx.Client) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz")
+    assert ready.status_code == 200 and all(ready.json()["checks"].values())
+    metrics = api.get("/metrics")
+    assert metrics.status_code == 200 and "eventhub_http_requests_total" in metrics.text
+    assert api.get("/openapi.json").json()["components"]["securitySchemes"]["OAuth2PasswordBearer"]
