@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from gateway.clients import Gateway
 from gateway.config import GatewaySettings
 from gateway.errors import install_error_handlers
+from gateway.idempotency import IdempotencyMiddleware
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.responses import JSONResponse
 from gateway.routes import auth, events, history, ops, sharing
@@ -31,6 +32,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         default_response_class=JSONResponse,
     )
     install_error_handlers(app)
+    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     for module in (ops, auth, events, sharing, history):

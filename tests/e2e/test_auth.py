@@ -8,21 +8,13 @@ import jwt
 import pytest
 
 from tests.conftest import User
+from tests.e2e.helpers import assert_problem
 
 PASSWORD = "correct horse battery"
 
 
 def new_username() -> str:
     return f"u_{uuid.uuid4().hex[:12]}"
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status
-    assert {"type", "title", "detail"} <= body.keys()
-    return body
 
 
 def test_register_login_me_refresh_logout(api: httpx.Client) -> None:
@@ -213,33 +205,3 @@ def test_forged_tokens_are_401(api: httpx.Client, make_user) -> None:
     ]
     for token in forgeries:
         assert_problem(api.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"}), 401)
-
-
-def test_request_id_is_echoed_or_generated(api: httpx.Client) -> None:
-    assert (
-        api.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
-        == "abc-123"
-    )
-    assert len(api.get("/healthz").headers["x-request-id"]) >= 16
-
-
-def test_unknown_route_and_wrong_method_are_problems(api: httpx.Client) -> None:
-    assert_problem(api.get("/api/nope"), 404)
-    assert_problem(api.delete("/api/auth/login"), 405)
-
-
-def test_oversized_body_is_413(api: httpx.Client) -> None:
-    big = b'{"username": "' + b"a" * (1024 * 1024 + 10) + b'"}'
-    response = api.post(
-        "/api/auth/login", content=big, headers={"content-type": "application/json"}
-    )
-    assert_problem(response, 413)
-
-
-def test_operations_endpoints(api: httpx.Client) -> None:
-    assert api.get("/healthz").json() == {"status": "ok"}
-    ready = api.get("/readyz")
-    assert ready.status_code == 200 and all(ready.json()["checks"].values())
-    metrics = api.get("/metrics")
-    assert metrics.status_code == 200 and "eventhub_http_requests_total" in metrics.text
-    assert api.get("/openapi.json").json()["components"]["securitySchemes"]["OAuth2PasswordBearer"]

@@ -1,0 +1,189 @@
+"""`Idempotency-Key` on POST routes: a repeat with the same key, user and body
+within the TTL gets the first response and applies nothing again.
+
+Responses below 500 are stored in Redis; a 5xx is not, so the client can retry.
+While the first request is still running, a repeat gets 409. If Redis cannot be
+reached, a request carrying a key gets 503: applying a write twice would be worse.
+"""
+
+import hashlib
+import logging
+
+import orjson
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.errors import DomainError
+from common.tokens import bearer_token
+from gateway.clients import Gateway
+from gateway.errors import problem_response
+
+log = logging.getLogger(__name__)
+
+HEADER = b"idempotency-key"
+# How long a request may hold its key before a repeat may take over.
+IN_PROGRESS_TTL = 60
+_REPLAYED_HEADERS = {"content-type", "location", "etag"}
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = (
+            _header(scope, HEADER)
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        if not 1 <= len(key) <= 255:
+            response = problem_response(
+                422,
+                detail="Idempotency-Key must be 1-255 characters",
+                title="Validation failed",
+                errors=[{"field": "Idempotency-Key", "message": "must be 1-255 characters"}],
+            )
+            await response(scope, receive, send)
+            return
+
+        gateway = scope["app"].state.gateway
+        body, receive = await _buffer_body(receive)
+        user = await _user_scope(gateway, scope)
+        record_key = gateway.settings.redis_key(
+            "idempotency", hashlib.sha256(f"{user}\0{scope['path']}\0{key}".encode()).hexdigest()
+        )
+        fingerprint = hashlib.sha256(body).hexdigest()
+        try:
+            claimed = await gateway.redis.set(
+                record_key, orjson.dumps({"fingerprint": fingerprint}), nx=True, ex=IN_PROGRESS_TTL
+            )
+            stored = None if claimed else await gateway.redis.get(record_key)
+        except RedisError:
+            await problem_response(
+                503,
+                detail="idempotency store unavailable; retry later",
+                headers={"Retry-After": "1"},
+            )(scope, receive, send)
+            return
+        if not claimed:
+            await _answer_repeat(stored, fingerprint, scope, receive, send)
+            return
+
+        captured = _CapturedResponse(send)
+        try:
+            await self.app(scope, receive, captured.send)
+        finally:
+            await _finish(gateway, record_key, fingerprint, captured)
+
+
+async def _answer_repeat(
+    stored: bytes | None, fingerprint: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    record = orjson.loads(stored) if stored else None
+    if record is None or "status" not in record:
+        response = problem_response(
+            409, detail="a request with this Idempotency-Key is still being processed"
+        )
+    elif record["fingerprint"] != fingerprint:
+        response = problem_response(
+            422,
+            detail="Idempotency-Key was already used with a different request body",
+            title="Validation failed",
+            errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
+        )
+    else:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": record["status"],
+                "headers": [(k.encode(), v.encode()) for k, v in record["headers"]]
+                + [(b"idempotent-replayed", b"true")],
+            }
+        )
+        await send({"type": "http.response.body", "body": record["body"].encode("latin-1")})
+        return
+    await response(scope, receive, send)
+
+
+async def _finish(
+    gateway, record_key: str, fingerprint: str, captured: "_CapturedResponse"
+) -> None:  # type: ignore[no-untyped-def]
+    try:
+        if captured.status is not None and captured.status < 500:
+            record = {
+                "fingerprint": fingerprint,
+                "status": captured.status,
+                "headers": captured.headers,
+                "body": bytes(captured.body).decode("latin-1"),
+            }
+            await gateway.redis.set(
+                record_key, orjson.dumps(record), ex=gateway.settings.idempotency_ttl
+            )
+        else:
+            await gateway.redis.delete(record_key)
+    except RedisError:
+        log.warning("could not store an idempotent response", exc_info=True)
+
+
+class _CapturedResponse:
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status: int | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.body = bytearray()
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = [
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in message.get("headers", [])
+                if k.decode("latin-1").lower() in _REPLAYED_HEADERS
+            ]
+        elif message["type"] == "http.response.body":
+            self.body += message.get("body", b"")
+        await self._send(message)
+
+
+async def _user_scope(gateway: Gateway, scope: Scope) -> str:
+    """Whose key this is: the verified token's user, or anonymous for login routes."""
+    token = bearer_token(_header(scope, b"authorization"))
+    if token is None:
+        return "anonymous"
+    try:
+        return (await gateway.verifier.verify(token)).user_id
+    except DomainError:
+        return "invalid-token"
+
+
+async def _buffer_body(receive: Receive) -> tuple[bytes, Receive]:
+    """Read the whole body, and a receive that hands it on to the app."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
