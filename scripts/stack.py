@@ -111,7 +111,11 @@ class Stack:
         return proc.returncode
 
     def stop_all(self) -> None:
+        """SIGTERM everything at once (the gateway first), then wait for each."""
         for key in reversed(list(self.procs)):
+            if self.procs[key].poll() is None:
+                self.procs[key].send_signal(signal.SIGTERM)
+        for key in list(self.procs):
             self.stop(key)
 
 

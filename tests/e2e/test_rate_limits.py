@@ -1,0 +1,107 @@
+"""Rate limits hold across gateway replicas, and Redis outages follow the documented policy."""
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from scripts.stack import Stack, free_port, wait_until
+from tests.conftest import User
+from tests.e2e.helpers import assert_problem
+
+LOGIN_LIMIT = 6
+USER_LIMIT = 8
+
+
+@pytest.fixture
+def start_gateway(stack: Stack) -> Iterator[Callable[..., httpx.Client]]:
+    """Starts extra gateway processes of the test stack with their own settings."""
+    started: list[tuple[str, httpx.Client]] = []
+
+    def start(**env: str) -> httpx.Client:
+        port = free_port()
+        tag = f"-extra-{port}"
+        stack.start("gateway", {"EVENTHUB_GATEWAY_PORT": str(port), **env}, tag=tag)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+        def healthy() -> bool:
+            try:
+                return client.get("/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(healthy, 30, f"gateway on port {port}")
+        started.append(("gateway" + tag, client))
+        return client
+
+    yield start
+    for key, client in started:
+        client.close()
+        stack.stop(key)
+
+
+@pytest.fixture
+def limited_pair(start_gateway) -> tuple[httpx.Client, httpx.Client]:
+    limits = {
+        "EVENTHUB_RATE_LIMIT_LOGIN": f"{LOGIN_LIMIT}/minute",
+        "EVENTHUB_RATE_LIMIT_USER": f"{USER_LIMIT}/minute",
+    }
+    return start_gateway(**limits), start_gateway(**limits)
+
+
+def test_login_budget_is_shared_by_two_gateways(limited_pair, make_user) -> None:
+    user: User = make_user()
+    first, second = limited_pair
+    credentials = {"username": user.username, "password": user.password}
+    remaining = []
+    for attempt in range(LOGIN_LIMIT):
+        response = (first if attempt % 2 else second).post("/api/auth/login", json=credentials)
+        assert response.status_code == 200, response.text
+        assert response.headers["RateLimit-Limit"] == str(LOGIN_LIMIT)
+        remaining.append(int(response.headers["RateLimit-Remaining"]))
+    assert remaining == list(range(LOGIN_LIMIT - 1, -1, -1))
+
+    refused = first.post("/api/auth/login", json=credentials)
+    assert_problem(refused, 429)
+    assert refused.headers["RateLimit-Remaining"] == "0"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert 0 <= int(refused.headers["RateLimit-Reset"]) <= 60
+    # Register shares the budget; failed requests count too.
+    assert_problem(second.post("/api/auth/register", json={}), 429)
+    # Refresh has a budget of its own.
+    assert (
+        second.post("/api/auth/refresh", json={"refresh_token": user.refresh_token}).status_code
+        == 200
+    )
+
+
+def test_user_budget_is_shared_by_two_gateways(limited_pair, make_user) -> None:
+    user: User = make_user()
+    other: User = make_user()
+    first, second = limited_pair
+    for attempt in range(USER_LIMIT):
+        response = (first if attempt % 2 else second).get("/api/auth/me", headers=user.headers)
+        assert response.status_code == 200
+    refused = second.get("/api/auth/me", headers=user.headers)
+    assert_problem(refused, 429)
+    assert refused.headers["RateLimit-Remaining"] == "0"
+    # Another user's budget is untouched.
+    assert first.get("/api/auth/me", headers=other.headers).status_code == 200
+
+
+def test_redis_down_fails_open_for_limits_and_closed_for_tokens(start_gateway, make_user) -> None:
+    user: User = make_user()
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    gateway = start_gateway(EVENTHUB_REDIS_URL=dead_redis, EVENTHUB_RATE_LIMIT_LOGIN="3/minute")
+    credentials = {"username": user.username, "password": user.password}
+    # Limits still apply, per process.
+    for _ in range(3):
+        response = gateway.post("/api/auth/login", json=credentials)
+        assert response.status_code == 200
+        assert "RateLimit-Remaining" in response.headers
+    assert_problem(gateway.post("/api/auth/login", json=credentials), 429)
+    # The deny-list cannot be read: a possibly revoked token is not accepted.
+    refused = gateway.get("/api/auth/me", headers=user.headers)
+    assert_problem(refused, 503)
+    assert refused.headers["Retry-After"]
+    assert_problem(gateway.get("/readyz"), 503)
