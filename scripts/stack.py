@@ -5,17 +5,23 @@ to start an isolated copy of the system on free ports.
 """
 
 import argparse
+import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import nats
+import psycopg
+import redis
 
 from scripts import backing
 
@@ -130,15 +136,83 @@ def stop_from_pid_files(run_dir: Path) -> None:
 
 def ensure_database(database_url: str) -> None:
     """Create the configured database if it does not exist yet."""
-    import psycopg
-
-    parts = urlsplit(database_url.replace("+psycopg", ""))
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(_admin_url(database_url), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')
+
+
+SERVICE_ADDR_VARS = {
+    "auth": "EVENTHUB_AUTH_ADDR",
+    "events": "EVENTHUB_EVENTS_ADDR",
+    "sharing": "EVENTHUB_SHARING_ADDR",
+    "history": "EVENTHUB_HISTORY_ADDR",
+}
+
+
+@contextmanager
+def isolated_deployment(run_dir: Path, **overrides: str) -> Iterator[dict[str, str]]:
+    """The environment of a deployment that shares nothing with any other.
+
+    A fresh database, one random namespace for Redis keys and NATS subjects and
+    streams, free ports, its own signing key. Its data is removed afterwards.
+    Backing servers come from the EVENTHUB_*_URL variables or the local defaults
+    (started from pip packages if absent).
+    """
+    backing_env = {
+        "EVENTHUB_DATABASE_URL": os.environ.get(
+            "EVENTHUB_DATABASE_URL", backing.DEFAULT_DATABASE_URL
+        ),
+        "EVENTHUB_REDIS_URL": os.environ.get("EVENTHUB_REDIS_URL", backing.DEFAULT_REDIS_URL),
+        "EVENTHUB_NATS_URL": os.environ.get("EVENTHUB_NATS_URL", backing.DEFAULT_NATS_URL),
+        **backing.ensure_backing_servers(DEFAULT_RUN_DIR),
+    }
+    namespace = "t" + secrets.token_hex(5)
+    database = f"eventhub_{namespace}"
+    base_url = backing_env["EVENTHUB_DATABASE_URL"]
+    key_file = run_dir / "jwt_signing_key.pem"
+    backing.write_signing_key(key_file)
+    env = {
+        **backing_env,
+        "EVENTHUB_DATABASE_URL": urlunsplit(urlsplit(base_url)._replace(path=f"/{database}")),
+        "EVENTHUB_NAMESPACE": namespace,
+        "EVENTHUB_GATEWAY_PORT": str(free_port()),
+        "EVENTHUB_JWT_PRIVATE_KEY_FILE": str(key_file),
+        "EVENTHUB_JWT_PRIVATE_KEY": "",
+        **{var: f"127.0.0.1:{free_port()}" for var in SERVICE_ADDR_VARS.values()},
+        **overrides,
+    }
+    with psycopg.connect(_admin_url(base_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        yield env
+    finally:
+        _remove_data(env, base_url, database, namespace)
+
+
+def _admin_url(database_url: str) -> str:
+    parts = urlsplit(database_url.replace("+psycopg", ""))
+    return urlunsplit(parts._replace(path="/postgres"))
+
+
+def _remove_data(env: Mapping[str, str], base_url: str, database: str, namespace: str) -> None:
+    with psycopg.connect(_admin_url(base_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    client = redis.Redis.from_url(env["EVENTHUB_REDIS_URL"])
+    for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+    async def delete_streams() -> None:
+        connection = await nats.connect(env["EVENTHUB_NATS_URL"])
+        js = connection.jetstream()
+        for stream in await js.streams_info():
+            if (stream.config.name or "").startswith(namespace.upper() + "_"):
+                await js.delete_stream(stream.config.name)
+        await connection.close()
+
+    asyncio.run(delete_streams())
 
 
 def up(run_dir: Path) -> None:

@@ -6,108 +6,39 @@ servers come from EVENTHUB_DATABASE_URL / EVENTHUB_REDIS_URL / EVENTHUB_NATS_URL
 or the local defaults.
 """
 
-import asyncio
-import os
-import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import httpx
-import nats
-import psycopg
 import pytest
-import redis
 
-from scripts.backing import (
-    DEFAULT_DATABASE_URL,
-    DEFAULT_NATS_URL,
-    DEFAULT_REDIS_URL,
-    ensure_backing_servers,
-    write_signing_key,
-)
-from scripts.stack import REPO, Stack, free_port
-
-SERVICE_ADDR_VARS = {
-    "auth": "EVENTHUB_AUTH_ADDR",
-    "events": "EVENTHUB_EVENTS_ADDR",
-    "sharing": "EVENTHUB_SHARING_ADDR",
-    "history": "EVENTHUB_HISTORY_ADDR",
-}
-
-
-def _admin_url(database_url: str) -> str:
-    parts = urlsplit(database_url.replace("+psycopg", ""))
-    return urlunsplit(parts._replace(path="/postgres"))
+from scripts.stack import SERVICE_ADDR_VARS, Stack, isolated_deployment
 
 
 @pytest.fixture(scope="session")
-def namespace() -> str:
-    return "t" + secrets.token_hex(5)
-
-
-@pytest.fixture(scope="session")
-def stack_env(namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Environment of an isolated deployment; cleans its data up afterwards."""
-    backing = {
-        "EVENTHUB_DATABASE_URL": os.environ.get("EVENTHUB_DATABASE_URL", DEFAULT_DATABASE_URL),
-        "EVENTHUB_REDIS_URL": os.environ.get("EVENTHUB_REDIS_URL", DEFAULT_REDIS_URL),
-        "EVENTHUB_NATS_URL": os.environ.get("EVENTHUB_NATS_URL", DEFAULT_NATS_URL),
-        **ensure_backing_servers(REPO / ".run"),
-    }
-    base_url = backing["EVENTHUB_DATABASE_URL"]
-    database = f"eventhub_{namespace}"
-    admin_url = _admin_url(base_url)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment of an isolated deployment; its data is removed afterwards."""
     run_dir = tmp_path_factory.mktemp("run")
-    env = {
-        **backing,
-        "EVENTHUB_DATABASE_URL": urlunsplit(urlsplit(base_url)._replace(path=f"/{database}")),
-        "EVENTHUB_NAMESPACE": namespace,
-        "EVENTHUB_GATEWAY_PORT": str(free_port()),
-        "EVENTHUB_LOG_LEVEL": "INFO",
+    with isolated_deployment(
+        run_dir,
+        EVENTHUB_TEST_RUN_DIR=str(run_dir),
         # Generous limits so the suite is not throttled; rate-limit tests start their own gateway.
-        "EVENTHUB_RATE_LIMIT_LOGIN": "100000/minute",
-        "EVENTHUB_RATE_LIMIT_REFRESH": "100000/minute",
-        "EVENTHUB_RATE_LIMIT_USER": "1000000/minute",
+        EVENTHUB_RATE_LIMIT_LOGIN="100000/minute",
+        EVENTHUB_RATE_LIMIT_REFRESH="100000/minute",
+        EVENTHUB_RATE_LIMIT_USER="1000000/minute",
         # Cheap password hashing keeps the suite fast; production uses the defaults.
-        "EVENTHUB_ARGON2_TIME_COST": "1",
-        "EVENTHUB_ARGON2_MEMORY_KIB": "8192",
-        **{var: f"127.0.0.1:{free_port()}" for var in SERVICE_ADDR_VARS.values()},
-    }
-    key_file = run_dir / "jwt_signing_key.pem"
-    write_signing_key(key_file)
-    env["EVENTHUB_JWT_PRIVATE_KEY_FILE"] = str(key_file)
-    env["EVENTHUB_JWT_PRIVATE_KEY"] = ""
-    env["EVENTHUB_TEST_RUN_DIR"] = str(run_dir)
-    yield env
-    _cleanup(env, admin_url, database, namespace)
+        EVENTHUB_ARGON2_TIME_COST="1",
+        EVENTHUB_ARGON2_MEMORY_KIB="8192",
+    ) as env:
+        yield env
 
 
-def _cleanup(env: dict[str, str], admin_url: str, database: str, namespace: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    client = redis.Redis.from_url(env["EVENTHUB_REDIS_URL"])
-    for key in client.scan_iter(match=f"{namespace}:*", count=1000):
-        client.delete(key)
-    client.close()
-    _delete_streams(env["EVENTHUB_NATS_URL"], namespace)
-
-
-def _delete_streams(nats_url: str, namespace: str) -> None:
-    async def delete() -> None:
-        nc = await nats.connect(nats_url)
-        js = nc.jetstream()
-        for stream in await js.streams_info():
-            if stream.config.name and stream.config.name.startswith(namespace.upper() + "_"):
-                await js.delete_stream(stream.config.name)
-        await nc.close()
-
-    asyncio.run(delete())
+@pytest.fixture(scope="session")
+def namespace(stack_env: dict[str, str]) -> str:
+    return stack_env["EVENTHUB_NAMESPACE"]
 
 
 @pytest.fixture(scope="session")
@@ -183,6 +114,3 @@ def service_channel(stack: Stack) -> Iterator[Callable[[str], grpc.Channel]]:
     yield open_channel
     for channel in opened:
         channel.close()
-
-
-__all__ = ["REPO", "User"]
