@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUN_DIR ?= .run
 STAMP := $(VENV)/.installed
 
-.PHONY: up down logs test protos protos-check lint venv clean
+.PHONY: up down logs test protos protos-check lint venv clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,3 +44,7 @@ lint: $(STAMP)
 
 clean: down
 	rm -rf $(RUN_DIR)
+
+## Load benchmarks with wrk (BENCH_ARGS=--smoke for a quick error check).
+bench: $(STAMP)
+	$(PY) -m bench.load $(BENCH_ARGS)
