@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUN_DIR ?= .run
 STAMP := $(VENV)/.installed
 
-.PHONY: up down logs test protos protos-check lint venv clean bench
+.PHONY: up down logs test protos protos-check lint venv clean bench deploy-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ clean: down
 ## Load benchmarks with wrk (BENCH_ARGS=--smoke for a quick error check).
 bench: $(STAMP)
 	$(PY) -m bench.load $(BENCH_ARGS)
+
+## Offline checks of the Dockerfiles, docker-compose.yml and the Kubernetes overlays.
+deploy-check:
+	bash scripts/check_deploy.sh

@@ -89,7 +89,12 @@ async def serve(
     """Run a gRPC server until SIGTERM/SIGINT, then stop gracefully and call `on_stop`."""
     server = grpc.aio.server(
         interceptors=[CallContextInterceptor(verifier)],
-        options=[("grpc.so_reuseport", 0)],
+        options=[
+            ("grpc.so_reuseport", 0),
+            # Clients reconnect now and then, so calls spread onto replicas added later.
+            ("grpc.max_connection_age_ms", 300_000),
+            ("grpc.max_connection_age_grace_ms", 30_000),
+        ],
     )
     register(server)
     health_servicer = health.aio.HealthServicer()
