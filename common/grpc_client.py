@@ -4,6 +4,9 @@ Every outgoing call carries the current request id and the current caller's
 access token (from context variables) and a deadline, added by one interceptor.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 import grpc
 
 from common.grpc_server import caller_var
@@ -42,10 +45,13 @@ class _CallContextClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         return await continuation(details, request)
 
 
-def open_channel(addresses: str, deadline: float) -> grpc.aio.Channel:
+def open_channel(
+    addresses: str, deadline: float, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.aio.Channel:
+    """`options` add to (or override) the default channel options."""
     return grpc.aio.insecure_channel(
         channel_target(addresses),
-        options=_CHANNEL_OPTIONS,
+        options=[*_CHANNEL_OPTIONS, *options],
         interceptors=[_CallContextClientInterceptor(deadline)],
     )
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from common.nats_client import connect, ensure_stream
 
@@ -54,10 +54,27 @@ def outbox_table(metadata: MetaData) -> Table:
 
 
 async def enqueue(
-    session: AsyncSession, table: Table, subject: str, msg_id: str, payload: bytes
+    session: AsyncSession | AsyncConnection,
+    table: Table,
+    subject: str,
+    msg_id: str,
+    payload: bytes,
 ) -> None:
     """Add a notification in the caller's transaction."""
     await session.execute(insert(table).values(subject=subject, msg_id=msg_id, payload=payload))
+
+
+async def enqueue_many(
+    session: AsyncSession | AsyncConnection,
+    table: Table,
+    messages: list[tuple[str, str, bytes]],
+) -> None:
+    """Add (subject, msg_id, payload) notifications in the caller's transaction, in one go."""
+    if messages:
+        await session.execute(
+            insert(table),
+            [{"subject": s, "msg_id": m, "payload": p} for s, m, p in messages],
+        )
 
 
 class OutboxRelay:

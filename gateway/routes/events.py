@@ -1,3 +1,311 @@
-from fastapi import APIRouter
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from pydantic import AwareDatetime
+from starlette.responses import Response
+
+from common.errors import InvalidArgument
+from common.timeutil import to_timestamp
+from eventhub.events.v1 import events_pb2
+from gateway.deps import CurrentUser, Services
+from gateway.openapi import problem_responses
+from gateway.schemas.events import (
+    ROLE_VALUES,
+    BatchIn,
+    Event,
+    EventList,
+    EventPage,
+    EventPatchIn,
+    EventWriteIn,
+    Occurrence,
+    OccurrenceList,
+    OccurrencePage,
+    RoleName,
+)
 
 router = APIRouter(prefix="/api/events", tags=["events"])
+
+_ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
+# A version no event has: an If-Match that can never match still gets the
+# event's 404/403 first and 412 after that.
+_NO_VERSION = 0
+
+IfMatch = Annotated[
+    str | None,
+    Header(description='Apply only if the event is at this version (`"7"`); else 412'),
+]
+IfNoneMatch = Annotated[
+    str | None, Header(description='`"7"`: 304 Not Modified if the event is still at version 7')
+]
+WindowStart = Annotated[
+    AwareDatetime | None, Query(description="Only occurrences ending after this instant")
+]
+WindowEnd = Annotated[
+    AwareDatetime | None, Query(description="Only occurrences starting before this instant")
+]
+
+
+_ETAG_HEADER = {"description": 'The event\'s version as a strong tag, e.g. `"3"`'}
+
+
+def _documented_headers(status: int, description: str, location: bool = False) -> dict:
+    headers = {"ETag": {**_ETAG_HEADER, "schema": {"type": "string"}}}
+    if location:
+        headers["Location"] = {"description": "The new event's URL", "schema": {"type": "string"}}
+    return {status: {"description": description, "headers": headers}}
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _entity_tags(header: str) -> list[tuple[bool, str]]:
+    """(weak, value) of each tag of an If-Match / If-None-Match list; a bare number
+    is taken as a strong tag."""
+    tags = []
+    for item in header.split(","):
+        match = _ENTITY_TAG.fullmatch(item)
+        if match:
+            tags.append((bool(match.group(1)), match.group(2)))
+        elif item.strip().isdigit():
+            tags.append((False, item.strip()))
+    return tags
+
+
+async def _expected_version(if_match: str | None, event_id: str, gateway: Services) -> int | None:
+    """The version an If-Match header allows the change at (strong comparison)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tags = _entity_tags(if_match)
+    versions = {int(value) for weak, value in tags if not weak and value.isdigit()}
+    if len(versions) > 1:
+        current = await gateway.events.GetEvent(events_pb2.GetEventRequest(id=event_id))
+        return current.version if current.version in versions else _NO_VERSION
+    return versions.pop() if versions else _NO_VERSION
+
+
+def _not_modified(if_none_match: str | None, version: int) -> bool:
+    if if_none_match is None:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(value == str(version) for _, value in _entity_tags(if_none_match))
+
+
+def _event_response(event: events_pb2.Event, response: Response) -> Event:
+    response.headers["ETag"] = _etag(event.version)
+    return Event.from_proto(event)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Event,
+    responses={
+        **problem_responses(401, 409, 422, 429),
+        **_documented_headers(201, "Created", True),
+    },
+)
+async def create_event(
+    body: EventWriteIn, user: CurrentUser, gateway: Services, response: Response
+) -> Event:
+    """Create an event in the caller's calendar; the caller becomes its owner.
+
+    An overlap with another of the caller's events is 409 with `conflicts`
+    unless `allow_conflicts` is true. A recurring event needs `is_recurring`
+    and an RFC 5545 RRULE body (FREQ DAILY, WEEKLY, MONTHLY or YEARLY;
+    COUNT up to 10,000 or UNTIL, not both).
+    """
+    event = await gateway.events.CreateEvent(
+        events_pb2.CreateEventRequest(event=body.to_proto(), allow_conflicts=body.allow_conflicts)
+    )
+    response.headers["Location"] = f"/api/events/{event.id}"
+    return _event_response(event, response)
+
+
+@router.get(
+    "",
+    response_model=EventPage | OccurrencePage,
+    responses=problem_responses(401, 422, 429),
+)
+async def list_events(
+    user: CurrentUser,
+    gateway: Services,
+    start: WindowStart = None,
+    end: WindowEnd = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Text in title, description or location")
+    ] = None,
+    role: Annotated[RoleName | None, Query(description="Only events with this role")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+    ] = None,
+    expand: Annotated[
+        bool,
+        Query(description="Return every occurrence in [start, end) (both required, ≤ 1 year)"),
+    ] = False,
+) -> Any:
+    """Events the caller owns or was shared, newest first, or with `expand=true` their
+    occurrences in a window, by start time."""
+    role_value = ROLE_VALUES[role] if role else 0
+    if expand:
+        expanded = await gateway.events.ExpandEvents(
+            events_pb2.ExpandEventsRequest(
+                start=to_timestamp(start) if start else None,
+                end=to_timestamp(end) if end else None,
+                q=q or "",
+                role=role_value,  # type: ignore[arg-type]
+            )
+        )
+        return OccurrencePage(items=[Occurrence.from_proto(o) for o in expanded.items])
+    page = await gateway.events.ListEvents(
+        events_pb2.ListEventsRequest(
+            start=to_timestamp(start) if start else None,
+            end=to_timestamp(end) if end else None,
+            q=q or "",
+            role=role_value,  # type: ignore[arg-type]
+            limit=limit,
+            cursor=cursor or "",
+        )
+    )
+    return EventPage(
+        items=[Event.from_proto(e) for e in page.items], next_cursor=page.next_cursor or None
+    )
+
+
+@router.post(
+    "/batch",
+    status_code=201,
+    responses=problem_responses(401, 409, 422, 429),
+)
+async def batch_create_events(body: BatchIn, user: CurrentUser, gateway: Services) -> EventList:
+    """Create 1 to 500 events, all or none.
+
+    A 422 names the bad item's fields (`events.2.start_time`); a 409 carries the
+    `index` of the item that overlaps an existing event or an earlier item.
+    """
+    response = await gateway.events.BatchCreateEvents(
+        events_pb2.BatchCreateEventsRequest(
+            events=[item.to_proto() for item in body.events],
+            allow_conflicts=body.allow_conflicts,
+        )
+    )
+    return EventList(items=[Event.from_proto(e) for e in response.items])
+
+
+@router.get(
+    "/{event_id}",
+    response_model=Event,
+    responses={
+        304: {"description": "Not Modified"},
+        **problem_responses(401, 404, 429),
+        **_documented_headers(200, "The event"),
+    },
+)
+async def get_event(
+    event_id: str,
+    user: CurrentUser,
+    gateway: Services,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> Any:
+    """One event with the caller's role on it; `ETag` is its version."""
+    event = await gateway.events.GetEvent(events_pb2.GetEventRequest(id=event_id))
+    if _not_modified(if_none_match, event.version):
+        return Response(status_code=304, headers={"ETag": _etag(event.version)})
+    return _event_response(event, response)
+
+
+@router.put(
+    "/{event_id}",
+    response_model=Event,
+    responses={
+        **problem_responses(401, 403, 404, 409, 412, 422, 429),
+        **_documented_headers(200, "The changed event"),
+    },
+)
+async def replace_event(
+    event_id: str,
+    body: EventWriteIn,
+    user: CurrentUser,
+    gateway: Services,
+    response: Response,
+    if_match: IfMatch = None,
+) -> Event:
+    """Replace every editable field (editors and owners). Omitted optional fields
+    take their defaults."""
+    request = events_pb2.ReplaceEventRequest(
+        id=event_id, event=body.to_proto(), allow_conflicts=body.allow_conflicts
+    )
+    expected = await _expected_version(if_match, event_id, gateway)
+    if expected is not None:
+        request.expected_version = expected
+    return _event_response(await gateway.events.ReplaceEvent(request), response)
+
+
+@router.patch(
+    "/{event_id}",
+    response_model=Event,
+    responses={
+        **problem_responses(401, 403, 404, 409, 412, 422, 429),
+        **_documented_headers(200, "The changed event"),
+    },
+)
+async def update_event(
+    event_id: str,
+    body: EventPatchIn,
+    user: CurrentUser,
+    gateway: Services,
+    response: Response,
+    if_match: IfMatch = None,
+) -> Event:
+    """Change the fields present (editors and owners); the result must be valid as a
+    whole, e.g. setting `is_recurring` needs a `recurrence_rule`."""
+    if null_fields := body.null_fields():
+        raise InvalidArgument([{"field": f, "message": "may not be null"} for f in null_fields])
+    request = events_pb2.UpdateEventRequest(
+        id=event_id, patch=body.to_proto(), allow_conflicts=body.allow_conflicts
+    )
+    expected = await _expected_version(if_match, event_id, gateway)
+    if expected is not None:
+        request.expected_version = expected
+    return _event_response(await gateway.events.UpdateEvent(request), response)
+
+
+@router.delete(
+    "/{event_id}",
+    status_code=204,
+    responses=problem_responses(401, 403, 404, 412, 429),
+)
+async def delete_event(
+    event_id: str, user: CurrentUser, gateway: Services, if_match: IfMatch = None
+) -> Response:
+    """Delete an event (owners only). Its history stays readable by its owners."""
+    request = events_pb2.DeleteEventRequest(id=event_id)
+    expected = await _expected_version(if_match, event_id, gateway)
+    if expected is not None:
+        request.expected_version = expected
+    await gateway.events.DeleteEvent(request)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{event_id}/occurrences",
+    responses=problem_responses(401, 404, 422, 429),
+)
+async def list_occurrences(
+    event_id: str,
+    user: CurrentUser,
+    gateway: Services,
+    start: Annotated[AwareDatetime, Query(description="Window start (inclusive)")],
+    end: Annotated[AwareDatetime, Query(description="Window end (exclusive), ≤ 1 year later")],
+) -> OccurrenceList:
+    """The event's occurrences overlapping [start, end), expanded in its time zone."""
+    response = await gateway.events.ListOccurrences(
+        events_pb2.ListOccurrencesRequest(
+            event_id=event_id, start=to_timestamp(start), end=to_timestamp(end)
+        )
+    )
+    return OccurrenceList(items=[Occurrence.from_proto(o) for o in response.items])

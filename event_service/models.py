@@ -1,0 +1,112 @@
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, DateTime, Text
+from sqlalchemy.dialects.postgresql import INT4MULTIRANGE, TSTZRANGE, Range
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.db import service_metadata
+from common.outbox import outbox_table
+from common.timeutil import rfc3339
+from event_service.domain.events import EDITABLE_FIELDS, EventDraft, make_schedule
+from event_service.domain.recurrence import Schedule
+
+SCHEMA = "events"
+
+
+class Base(DeclarativeBase):
+    metadata = service_metadata(SCHEMA)
+
+
+class Event(Base):
+    """An event or a recurring series. Deleted events stay as tombstones (`deleted_at`)
+    so that their last version number can still be asked for."""
+
+    __tablename__ = "events"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    owner_id: Mapped[uuid.UUID]
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    location: Mapped[str] = mapped_column(Text)
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    timezone: Mapped[str] = mapped_column(Text)
+    is_recurring: Mapped[bool]
+    recurrence_rule: Mapped[str | None] = mapped_column(Text)
+    # From the first start to the last end (unbounded for an endless series), so
+    # events that cannot overlap a window are skipped by the GiST index.
+    span: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
+    # Minutes of the week (UTC) in which occurrences can fall; see domain.recurrence.
+    footprint: Mapped[list[Range[int]]] = mapped_column(INT4MULTIRANGE)
+    version: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+outbox = outbox_table(Base.metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event row as the service works with it (from PostgreSQL or the cache)."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    title: str
+    description: str
+    location: str
+    start_time: datetime
+    end_time: datetime
+    timezone: str
+    is_recurring: bool
+    recurrence_rule: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    deleted: bool = False
+
+    def draft(self) -> EventDraft:
+        return EventDraft(**{name: getattr(self, name) for name in EDITABLE_FIELDS})
+
+    def schedule(self) -> Schedule:
+        return make_schedule(self.start_time, self.end_time, self.timezone, self.recurrence_rule)
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-ready fields, as change notifications carry them."""
+        return {
+            "id": str(self.id),
+            **self.draft().snapshot(),
+            "owner_id": str(self.owner_id),
+            "version": self.version,
+            "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at),
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self, option=orjson.OPT_PASSTHROUGH_DATACLASS, default=_encode)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "StoredEvent":
+        raw = orjson.loads(data)
+        return cls(
+            **{
+                **raw,
+                "id": uuid.UUID(raw["id"]),
+                "owner_id": uuid.UUID(raw["owner_id"]),
+                "start_time": datetime.fromisoformat(raw["start_time"]),
+                "end_time": datetime.fromisoformat(raw["end_time"]),
+                "created_at": datetime.fromisoformat(raw["created_at"]),
+                "updated_at": datetime.fromisoformat(raw["updated_at"]),
+            }
+        )
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, StoredEvent):
+        return {name: getattr(value, name) for name in StoredEvent.__slots__}
+    raise TypeError(type(value))

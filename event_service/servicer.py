@@ -1,0 +1,182 @@
+"""gRPC adapter of the event service: proto in, EventService call, proto out."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from common.grpc_server import current_caller
+from common.timeutil import from_timestamp, to_timestamp
+from event_service.domain.events import EventDraft
+from event_service.service import EventService, EventView, ListQuery, OccurrenceView
+from eventhub.events.v1 import events_pb2, events_pb2_grpc
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PATCH_SCALARS = (
+    "title",
+    "description",
+    "location",
+    "timezone",
+    "is_recurring",
+    "recurrence_rule",
+)
+
+
+def event_message(view: EventView) -> events_pb2.Event:
+    event = view.event
+    return events_pb2.Event(
+        id=str(event.id),
+        title=event.title,
+        description=event.description,
+        location=event.location,
+        start_time=to_timestamp(event.start_time),
+        end_time=to_timestamp(event.end_time),
+        timezone=event.timezone,
+        is_recurring=event.is_recurring,
+        recurrence_rule=event.recurrence_rule or "",
+        owner_id=str(event.owner_id),
+        role=view.role,  # type: ignore[arg-type]
+        version=event.version,
+        created_at=to_timestamp(event.created_at),
+        updated_at=to_timestamp(event.updated_at),
+    )
+
+
+def add_occurrences(items: Any, views: list[OccurrenceView]) -> None:
+    """Append to a repeated Occurrence field in place: copying thousands of built
+    messages into a response costs more than building them."""
+    for view in views:
+        start = _timestamp_fields(view.start)
+        items.add(
+            event_id=view.event_id,
+            title=view.title,
+            start_time=start,
+            end_time=_timestamp_fields(view.end),
+            recurrence_id=start,
+        )
+
+
+def _timestamp_fields(value: datetime) -> dict[str, int]:
+    delta = value - _EPOCH
+    return {"seconds": delta.days * 86_400 + delta.seconds, "nanos": delta.microseconds * 1000}
+
+
+def draft_of(message: events_pb2.EventInput) -> EventDraft:
+    return EventDraft(
+        title=message.title,
+        description=message.description,
+        location=message.location,
+        start_time=_time(message, "start_time"),
+        end_time=_time(message, "end_time"),
+        timezone=message.timezone,
+        is_recurring=message.is_recurring,
+        recurrence_rule=message.recurrence_rule,
+    )
+
+
+def changes_of(patch: events_pb2.EventPatch) -> dict[str, Any]:
+    changes: dict[str, Any] = {
+        name: getattr(patch, name) for name in _PATCH_SCALARS if patch.HasField(name)
+    }
+    for name in ("start_time", "end_time"):
+        if patch.HasField(name):
+            changes[name] = from_timestamp(getattr(patch, name))
+    return changes
+
+
+def _time(message: Any, name: str):  # type: ignore[no-untyped-def]
+    return from_timestamp(getattr(message, name)) if message.HasField(name) else None
+
+
+def _expected_version(request: Any) -> int | None:
+    return request.expected_version if request.HasField("expected_version") else None
+
+
+class EventServicer(events_pb2_grpc.EventServiceServicer):
+    def __init__(self, service: EventService) -> None:
+        self._service = service
+
+    async def CreateEvent(self, request, context):  # type: ignore[no-untyped-def]
+        view = await self._service.create(
+            current_caller(), draft_of(request.event), request.allow_conflicts
+        )
+        return event_message(view)
+
+    async def BatchCreateEvents(self, request, context):  # type: ignore[no-untyped-def]
+        views = await self._service.create_many(
+            current_caller(), [draft_of(e) for e in request.events], request.allow_conflicts
+        )
+        return events_pb2.BatchCreateEventsResponse(items=[event_message(v) for v in views])
+
+    async def GetEvent(self, request, context):  # type: ignore[no-untyped-def]
+        return event_message(await self._service.get(current_caller(), request.id))
+
+    async def ListEvents(self, request, context):  # type: ignore[no-untyped-def]
+        query = ListQuery(
+            start=_time(request, "start"),
+            end=_time(request, "end"),
+            text=request.q,
+            role=request.role,
+            limit=request.limit,
+            cursor=request.cursor,
+        )
+        page = await self._service.list_events(current_caller(), query)
+        return events_pb2.ListEventsResponse(
+            items=[event_message(v) for v in page.items], next_cursor=page.next_cursor
+        )
+
+    async def ExpandEvents(self, request, context):  # type: ignore[no-untyped-def]
+        occurrences = await self._service.expand(
+            current_caller(),
+            _time(request, "start"),
+            _time(request, "end"),
+            request.q,
+            request.role,
+        )
+        response = events_pb2.ExpandEventsResponse()
+        add_occurrences(response.items, occurrences)
+        return response
+
+    async def ListOccurrences(self, request, context):  # type: ignore[no-untyped-def]
+        occurrences = await self._service.occurrences(
+            current_caller(), request.event_id, _time(request, "start"), _time(request, "end")
+        )
+        response = events_pb2.ListOccurrencesResponse()
+        add_occurrences(response.items, occurrences)
+        return response
+
+    async def ReplaceEvent(self, request, context):  # type: ignore[no-untyped-def]
+        view = await self._service.replace(
+            current_caller(),
+            request.id,
+            draft_of(request.event),
+            request.allow_conflicts,
+            _expected_version(request),
+        )
+        return event_message(view)
+
+    async def UpdateEvent(self, request, context):  # type: ignore[no-untyped-def]
+        view = await self._service.update(
+            current_caller(),
+            request.id,
+            changes_of(request.patch),
+            request.allow_conflicts,
+            _expected_version(request),
+        )
+        return event_message(view)
+
+    async def DeleteEvent(self, request, context):  # type: ignore[no-untyped-def]
+        await self._service.delete(current_caller(), request.id, _expected_version(request))
+        return events_pb2.DeleteEventResponse()
+
+    async def RollbackEvent(self, request, context):  # type: ignore[no-untyped-def]
+        view = await self._service.rollback(
+            current_caller(),
+            request.id,
+            draft_of(request.event),
+            request.allow_conflicts,
+            _expected_version(request),
+        )
+        return event_message(view)
+
+    async def GetEventVersion(self, request, context):  # type: ignore[no-untyped-def]
+        event = await self._service.get_version(current_caller(), request.id)
+        return events_pb2.GetEventVersionResponse(version=event.version, deleted=event.deleted)

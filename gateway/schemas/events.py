@@ -1,0 +1,195 @@
+"""JSON shapes of events and occurrences, and their conversion from/to protobuf.
+
+The gateway checks types and lengths; the event service checks the rules that
+involve several fields (end after start, recurrence, time zone) for every caller.
+"""
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field, field_serializer
+
+from common.timeutil import from_timestamp, rfc3339, to_timestamp
+from eventhub.common.v1 import common_pb2
+from eventhub.events.v1 import events_pb2
+
+Title = Annotated[str, Field(min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=10_000)]
+Location = Annotated[str, Field(max_length=1_000)]
+TimeZoneName = Annotated[str, Field(max_length=64, description="IANA time zone name")]
+RecurrenceRule = Annotated[
+    str,
+    Field(
+        max_length=1_000,
+        description="RFC 5545 RRULE body, e.g. FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10",
+    ),
+]
+RoleName = Literal["owner", "editor", "viewer"]
+
+ROLE_NAMES: dict[int, RoleName] = {
+    common_pb2.ROLE_OWNER: "owner",
+    common_pb2.ROLE_EDITOR: "editor",
+    common_pb2.ROLE_VIEWER: "viewer",
+}
+ROLE_VALUES: dict[RoleName, int] = {name: value for value, name in ROLE_NAMES.items()}
+
+
+class EventIn(BaseModel):
+    """The editable fields of an event (POST, PUT, batch items); null or absent
+    description and location are empty, and timezone UTC."""
+
+    title: Title
+    description: Description | None = ""
+    location: Location | None = ""
+    start_time: AwareDatetime
+    end_time: AwareDatetime
+    timezone: TimeZoneName | None = "UTC"
+    is_recurring: bool = False
+    recurrence_rule: RecurrenceRule | None = None
+
+    def to_proto(self) -> events_pb2.EventInput:
+        return events_pb2.EventInput(
+            title=self.title,
+            description=self.description or "",
+            location=self.location or "",
+            start_time=to_timestamp(self.start_time),
+            end_time=to_timestamp(self.end_time),
+            timezone=self.timezone or "UTC",
+            is_recurring=self.is_recurring,
+            recurrence_rule=self.recurrence_rule or "",
+        )
+
+
+class EventWriteIn(EventIn):
+    """POST and PUT body: the event plus whether overlaps are accepted."""
+
+    allow_conflicts: bool = False
+
+
+class EventPatchIn(BaseModel):
+    """PATCH body: only the fields present change. `null` clears description,
+    location and recurrence_rule and resets timezone to UTC."""
+
+    title: Title | None = None
+    description: Description | None = None
+    location: Location | None = None
+    start_time: AwareDatetime | None = None
+    end_time: AwareDatetime | None = None
+    timezone: TimeZoneName | None = None
+    is_recurring: bool | None = None
+    recurrence_rule: RecurrenceRule | None = None
+    allow_conflicts: bool = False
+
+    def to_proto(self) -> events_pb2.EventPatch:
+        """The patch, or field errors for fields that may not be null."""
+        present = self.model_fields_set
+        patch = events_pb2.EventPatch()
+        for name in ("title", "is_recurring"):
+            if name in present and getattr(self, name) is not None:
+                setattr(patch, name, getattr(self, name))
+        for name in ("start_time", "end_time"):
+            if name in present and getattr(self, name) is not None:
+                getattr(patch, name).CopyFrom(to_timestamp(getattr(self, name)))
+        for name in ("description", "location", "recurrence_rule"):
+            if name in present:
+                setattr(patch, name, getattr(self, name) or "")
+        if "timezone" in present:
+            patch.timezone = self.timezone or "UTC"
+        return patch
+
+    def null_fields(self) -> list[str]:
+        """Present fields that were sent as null but may not be."""
+        return [
+            name
+            for name in ("title", "start_time", "end_time", "is_recurring")
+            if name in self.model_fields_set and getattr(self, name) is None
+        ]
+
+
+class BatchIn(BaseModel):
+    events: Annotated[list[EventIn], Field(min_length=1, max_length=500)]
+    allow_conflicts: bool = False
+
+
+class Event(BaseModel):
+    id: str
+    title: str
+    description: str
+    location: str
+    start_time: datetime
+    end_time: datetime
+    timezone: str
+    is_recurring: bool
+    recurrence_rule: str | None
+    owner_id: str
+    role: RoleName | None = Field(description="The caller's role on the event")
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @field_serializer("start_time", "end_time", "created_at", "updated_at")
+    def _utc(self, value: datetime) -> str:
+        return rfc3339(value)
+
+    @classmethod
+    def from_proto(cls, event: events_pb2.Event) -> "Event":
+        return cls(
+            id=event.id,
+            title=event.title,
+            description=event.description,
+            location=event.location,
+            start_time=from_timestamp(event.start_time),
+            end_time=from_timestamp(event.end_time),
+            timezone=event.timezone or "UTC",
+            is_recurring=event.is_recurring,
+            recurrence_rule=event.recurrence_rule or None,
+            owner_id=event.owner_id,
+            role=ROLE_NAMES.get(event.role),
+            version=event.version,
+            created_at=from_timestamp(event.created_at),
+            updated_at=from_timestamp(event.updated_at),
+        )
+
+
+class Occurrence(BaseModel):
+    event_id: str
+    title: str
+    start_time: datetime
+    end_time: datetime
+    recurrence_id: datetime = Field(description="The occurrence's original start (UTC)")
+
+    @field_serializer("start_time", "end_time", "recurrence_id")
+    def _utc(self, value: datetime) -> str:
+        return rfc3339(value)
+
+    @classmethod
+    def from_proto(cls, occurrence: events_pb2.Occurrence) -> "Occurrence":
+        return cls(
+            event_id=occurrence.event_id,
+            title=occurrence.title,
+            start_time=from_timestamp(occurrence.start_time),
+            end_time=from_timestamp(occurrence.end_time),
+            recurrence_id=from_timestamp(occurrence.recurrence_id),
+        )
+
+
+class EventList(BaseModel):
+    items: list[Event]
+
+
+class EventPage(BaseModel):
+    items: list[Event]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )
+
+
+class OccurrenceList(BaseModel):
+    items: list[Occurrence]
+
+
+class OccurrencePage(BaseModel):
+    """`GET /api/events?expand=true`: every occurrence in the window, by start time."""
+
+    items: list[Occurrence]
+    next_cursor: None = None

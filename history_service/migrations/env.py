@@ -1,0 +1,4 @@
+from common.db import run_migrations_online
+from history_service.models import Base
+
+run_migrations_online(Base.metadata)

@@ -1,0 +1,225 @@
+"""The rules of history reads and rollback, independent of gRPC."""
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from common.timeutil import to_timestamp
+from common.tokens import Caller
+from eventhub.common.v1 import common_pb2
+from eventhub.events.v1 import events_pb2
+from eventhub.events.v1.events_pb2_grpc import EventServiceStub
+from eventhub.sharing.v1 import sharing_pb2
+from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
+from history_service import repo
+from history_service.changes import EDITABLE_FIELDS, Snapshot
+from history_service.config import HistorySettings
+from history_service.models import EventVersion
+from history_service.notifier import VersionNotifier
+from history_service.upstream import call
+
+MAX_PAGE = 1000
+ROLLBACK_ROLES = (common_pb2.ROLE_OWNER, common_pb2.ROLE_EDITOR)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: Sequence[EventVersion]
+    # The version to pass as `after` for the next page; 0 on the last page.
+    next_after: int
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    event_id: str
+    from_version: int
+    to_version: int
+    changes: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Access:
+    event_id: uuid.UUID
+    role: int
+    current_version: int
+    deleted: bool
+
+
+class HistoryService:
+    def __init__(
+        self,
+        settings: HistorySettings,
+        sessions: async_sessionmaker,
+        events: EventServiceStub,
+        sharing: SharingServiceStub,
+        notifier: VersionNotifier,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._events = events
+        self._sharing = sharing
+        self._notifier = notifier
+
+    async def list_versions(
+        self, caller: Caller, event_id: str, after: int = 0, limit: int = 0
+    ) -> Page:
+        return await self._page(caller, event_id, after, limit, with_changes=False)
+
+    async def changelog(
+        self, caller: Caller, event_id: str, after: int = 0, limit: int = 0
+    ) -> Page:
+        return await self._page(caller, event_id, after, limit, with_changes=True)
+
+    async def get_version(self, caller: Caller, event_id: str, version: int) -> EventVersion:
+        _check_version("version_id", version)
+        access = await self._read_access(caller, event_id)
+        return (await self._load(access, [version]))[version]
+
+    async def diff(
+        self, caller: Caller, event_id: str, from_version: int, to_version: int
+    ) -> VersionDiff:
+        """The editable fields whose values differ between two versions (either order)."""
+        _check_version("version_id1", from_version)
+        _check_version("version_id2", to_version)
+        access = await self._read_access(caller, event_id)
+        rows = await self._load(access, [from_version, to_version])
+        old, new = rows[from_version].snapshot, rows[to_version].snapshot
+        old_fields = Snapshot.model_validate(old)
+        new_fields = Snapshot.model_validate(new)
+        changes = {
+            field: {"old": old.get(field), "new": new.get(field)}
+            for field in EDITABLE_FIELDS
+            if getattr(old_fields, field) != getattr(new_fields, field)
+        }
+        return VersionDiff(str(access.event_id), from_version, to_version, changes)
+
+    async def rollback(
+        self,
+        caller: Caller,
+        event_id: str,
+        version: int,
+        allow_conflicts: bool = False,
+        expected_version: int | None = None,
+    ) -> events_pb2.Event:
+        """Ask the event service for a new version whose content equals `version`'s.
+
+        The event service validates the content, checks conflicts and
+        `expected_version`, and records the change as a rollback.
+        """
+        _check_version("version_id", version)
+        access = await self._access(caller, event_id)
+        if access.role not in ROLLBACK_ROLES:
+            raise PermissionDenied("only editors and owners may roll an event back")
+        if access.deleted:
+            raise NotFound("event not found")
+        await self._wait_until_stored(access.event_id, access.current_version)
+        snapshot = Snapshot.model_validate((await self._load(access, [version]))[version].snapshot)
+        request = events_pb2.RollbackEventRequest(
+            id=str(access.event_id),
+            event=event_input(snapshot),
+            rolled_back_to=version,
+            allow_conflicts=allow_conflicts,
+            expected_version=expected_version,
+        )
+        return await call(self._events.RollbackEvent, request)
+
+    async def _page(
+        self, caller: Caller, event_id: str, after: int, limit: int, *, with_changes: bool
+    ) -> Page:
+        if after < 0:
+            raise InvalidArgument.field("after", "must be 0 or a version number")
+        if not 0 <= limit <= MAX_PAGE:
+            raise InvalidArgument.field("limit", f"must be between 1 and {MAX_PAGE}")
+        limit = limit or MAX_PAGE
+        access = await self._read_access(caller, event_id)
+        async with self._sessions() as session:
+            rows = await repo.list_versions(
+                session, access.event_id, after, limit + 1, with_changes=with_changes
+            )
+        if len(rows) > limit:
+            return Page(rows[:limit], rows[limit - 1].version)
+        return Page(rows, 0)
+
+    async def _read_access(self, caller: Caller, event_id: str) -> _Access:
+        """Any role may read; the read then waits until the event's current version is stored."""
+        access = await self._access(caller, event_id)
+        await self._wait_until_stored(access.event_id, access.current_version)
+        return access
+
+    async def _access(self, caller: Caller, event_id: str) -> _Access:
+        """The caller's role and the event's current version; NotFound without a role."""
+        try:
+            parsed = uuid.UUID(event_id)
+        except ValueError:
+            raise NotFound("event not found") from None
+        role, current = await asyncio.gather(
+            call(
+                self._sharing.GetRole,
+                sharing_pb2.GetRoleRequest(event_id=str(parsed), user_id=caller.user_id),
+            ),
+            call(self._events.GetEventVersion, events_pb2.GetEventVersionRequest(id=str(parsed))),
+            return_exceptions=True,
+        )
+        if isinstance(role, BaseException):
+            raise role
+        if role.role == common_pb2.ROLE_UNSPECIFIED:
+            raise NotFound("event not found")
+        if isinstance(current, BaseException):
+            raise current
+        return _Access(parsed, role.role, current.version, current.deleted)
+
+    async def _wait_until_stored(self, event_id: uuid.UUID, version: int) -> None:
+        """Wait (bounded) until versions 1..`version` are stored.
+
+        The consumer of this process wakes the wait as soon as it stores a
+        version of the event; another replica's consumer is noticed by polling.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.history_read_your_writes_timeout
+        with self._notifier.watch(str(event_id)) as woken:
+            while True:
+                woken.clear()
+                async with self._sessions() as session:
+                    stored = await repo.count_versions_through(session, event_id, version)
+                if stored >= version:
+                    return
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise Unavailable("the event's history is catching up; retry shortly")
+                try:
+                    await asyncio.wait_for(
+                        woken.wait(), min(self._settings.history_read_your_writes_poll, remaining)
+                    )
+                except TimeoutError:
+                    pass
+
+    async def _load(self, access: _Access, versions: Sequence[int]) -> dict[int, EventVersion]:
+        async with self._sessions() as session:
+            rows = await repo.get_versions(session, access.event_id, versions)
+        for version in versions:
+            if version not in rows:
+                raise NotFound(f"event has no version {version}")
+        return rows
+
+
+def event_input(snapshot: Snapshot) -> events_pb2.EventInput:
+    return events_pb2.EventInput(
+        title=snapshot.title,
+        description=snapshot.description or "",
+        location=snapshot.location or "",
+        start_time=to_timestamp(snapshot.start_time),
+        end_time=to_timestamp(snapshot.end_time),
+        timezone=snapshot.timezone,
+        is_recurring=snapshot.is_recurring,
+        recurrence_rule=snapshot.recurrence_rule or "",
+    )
+
+
+def _check_version(field: str, version: int) -> None:
+    if version < 1:
+        raise InvalidArgument.field(field, "must be a positive integer")

@@ -1,0 +1,30 @@
+"""Calls to the event and sharing services, with their errors passed on to our caller."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from common.errors import DomainError, problem_from_rpc_error
+
+Response = TypeVar("Response")
+
+
+class UpstreamError(DomainError):
+    """An error another service answered, passed on with its status and problem details."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        problem = problem_from_rpc_error(error)
+        title = problem.pop("title", None)
+        detail = problem.pop("detail", None) or error.details() or ""
+        super().__init__(detail, **problem)
+        self.code = error.code()
+        if title:
+            self.title = title
+
+
+async def call(method: Callable[[Any], Awaitable[Response]], request: Any) -> Response:
+    try:
+        return await method(request)
+    except grpc.aio.AioRpcError as error:
+        raise UpstreamError(error) from None

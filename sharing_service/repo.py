@@ -1,0 +1,120 @@
+"""All SQL of the sharing service."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import orjson
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common import outbox as outbox_queue
+from common.notifications import PermissionChange as PermissionChangeNotice
+from common.notifications import sharing_subject
+from common.timeutil import rfc3339
+from sharing_service.models import EventAcl, Grant, PermissionChange, Role, outbox
+
+
+async def create_acl(session: AsyncSession, event_id: uuid.UUID, now: datetime) -> bool:
+    """Create an event's ACL row; False if it already existed."""
+    created = await session.scalar(
+        insert(EventAcl)
+        .values(event_id=event_id, last_sequence=0, created_at=now)
+        .on_conflict_do_nothing()
+        .returning(EventAcl.event_id)
+    )
+    return created is not None
+
+
+async def lock_acl(session: AsyncSession, event_id: uuid.UUID) -> EventAcl | None:
+    """The event's ACL row, locked until the transaction ends (serializes its changes)."""
+    return await session.scalar(
+        select(EventAcl).where(EventAcl.event_id == event_id).with_for_update()
+    )
+
+
+async def get_grant(session: AsyncSession, event_id: uuid.UUID, user_id: uuid.UUID) -> Grant | None:
+    return await session.scalar(
+        select(Grant).where(Grant.event_id == event_id, Grant.user_id == user_id)
+    )
+
+
+async def get_role(session: AsyncSession, event_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
+    return await session.scalar(
+        select(Grant.role).where(Grant.event_id == event_id, Grant.user_id == user_id)
+    )
+
+
+async def grants_of_event(session: AsyncSession, event_id: uuid.UUID) -> Sequence[Grant]:
+    result = await session.scalars(select(Grant).where(Grant.event_id == event_id))
+    return result.all()
+
+
+async def grants_of_user(
+    session: AsyncSession, user_id: uuid.UUID, role: Role | None
+) -> Sequence[tuple[uuid.UUID, str]]:
+    query = select(Grant.event_id, Grant.role).where(Grant.user_id == user_id)
+    if role is not None:
+        query = query.where(Grant.role == role.value)
+    result = await session.execute(query.order_by(Grant.event_id))
+    return [(row.event_id, row.role) for row in result]
+
+
+async def count_owners(session: AsyncSession, event_id: uuid.UUID) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Grant)
+        .where(Grant.event_id == event_id, Grant.role == Role.OWNER.value)
+    )
+    return int(count or 0)
+
+
+def add_grant(session: AsyncSession, grant: Grant) -> None:
+    session.add(grant)
+
+
+async def delete_grant(session: AsyncSession, event_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    await session.execute(delete(Grant).where(Grant.event_id == event_id, Grant.user_id == user_id))
+
+
+async def record_change(
+    session: AsyncSession,
+    namespace: str,
+    acl: EventAcl,
+    user_id: uuid.UUID,
+    role: str | None,
+    previous_role: str | None,
+    actor_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """Audit one change and enqueue its notification, both in the caller's transaction."""
+    acl.last_sequence += 1
+    sequence = acl.last_sequence
+    session.add(
+        PermissionChange(
+            event_id=acl.event_id,
+            sequence=sequence,
+            user_id=user_id,
+            role=role,
+            previous_role=previous_role,
+            actor_id=actor_id,
+            occurred_at=now,
+        )
+    )
+    notice = PermissionChangeNotice(
+        event_id=str(acl.event_id),
+        user_id=str(user_id),
+        role=role,
+        previous_role=previous_role,
+        actor_id=str(actor_id),
+        occurred_at=rfc3339(now),
+        sequence=sequence,
+    )
+    await outbox_queue.enqueue(
+        session,
+        outbox,
+        subject=sharing_subject(namespace, str(acl.event_id)),
+        msg_id=f"{acl.event_id}:perm:{sequence}",
+        payload=orjson.dumps(notice.model_dump()),
+    )
