@@ -5,29 +5,35 @@ meeting stays at 09:00 local across DST; local times that do not exist (the hour
 skipped when clocks go forward) are dropped, as RFC 5545 requires, and ambiguous
 ones take their first (fold=0) meaning. DTSTART is always the first occurrence.
 
-dateutil does the general expansion. DAILY and WEEKLY rules without BYxxx parts
-other than plain BYDAY, the common shapes, are expanded here arithmetically (a
-window far from DTSTART costs nothing); tests compare both paths.
+Supported rule parts: FREQ (DAILY, WEEKLY, MONTHLY, YEARLY), INTERVAL, COUNT, UNTIL,
+BYDAY, BYMONTHDAY, BYMONTH, BYSETPOS and WKST. Expansion walks the rule period by
+period (every INTERVAL-th day, week, month or year), starting at the period that
+holds the window asked for and stopping at its end, so it is bounded also for rules
+whose later periods are all empty (where dateutil searches on to the year 9999).
+DAILY and WEEKLY rules with at most a plain BYDAY, the common shapes, take a faster
+arithmetic path. Tests compare both paths with dateutil's expansion.
 """
 
+import calendar
 import math
 import re
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from dateutil import rrule as du
-
-DAILY, WEEKLY, MONTHLY, YEARLY = du.DAILY, du.WEEKLY, du.MONTHLY, du.YEARLY
+YEARLY, MONTHLY, WEEKLY, DAILY = range(4)
 FREQUENCIES = {"DAILY": DAILY, "WEEKLY": WEEKLY, "MONTHLY": MONTHLY, "YEARLY": YEARLY}
 WEEKDAYS = {"MO": 0, "TU": 1, "WE": 2, "TH": 3, "FR": 4, "SA": 5, "SU": 6}
 MAX_COUNT = 10_000
 MIN_YEAR, MAX_YEAR = 1900, 2200
 MINUTES_PER_WEEK = 7 * 24 * 60
+# Occurrences after this year are never asked for (windows end by MAX_YEAR + 5).
+_LAST_EXPANDED_YEAR = MAX_YEAR + 100
+_LAST_EXPANDED_ORDINAL = date(_LAST_EXPANDED_YEAR, 12, 31).toordinal()
 # Zone rules after this year repeat (zoneinfo applies the zone's POSIX TZ string).
 _LAST_DISTINCT_ZONE_YEAR = 2040
 _BYDAY = re.compile(r"^([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
@@ -36,12 +42,7 @@ _INT = re.compile(r"^[+-]?\d{1,6}$")
 _LIST_PARTS = {
     "BYMONTHDAY": (-31, 31, True),
     "BYMONTH": (1, 12, False),
-    "BYYEARDAY": (-366, 366, True),
-    "BYWEEKNO": (-53, 53, True),
     "BYSETPOS": (-366, 366, True),
-    "BYHOUR": (0, 23, False),
-    "BYMINUTE": (0, 59, False),
-    "BYSECOND": (0, 59, False),
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
@@ -65,12 +66,7 @@ class Rule:
     byday: tuple[tuple[int, int | None], ...] = ()
     bymonthday: tuple[int, ...] = ()
     bymonth: tuple[int, ...] = ()
-    byyearday: tuple[int, ...] = ()
-    byweekno: tuple[int, ...] = ()
     bysetpos: tuple[int, ...] = ()
-    byhour: tuple[int, ...] = ()
-    byminute: tuple[int, ...] = ()
-    bysecond: tuple[int, ...] = ()
 
     @property
     def is_simple(self) -> bool:
@@ -78,16 +74,7 @@ class Rule:
         return (
             self.freq in (DAILY, WEEKLY)
             and all(n is None for _, n in self.byday)
-            and not (
-                self.bymonthday
-                or self.bymonth
-                or self.byyearday
-                or self.byweekno
-                or self.bysetpos
-                or self.byhour
-                or self.byminute
-                or self.bysecond
-            )
+            and not (self.bymonthday or self.bymonth or self.bysetpos)
         )
 
 
@@ -133,14 +120,10 @@ def parse_rule(text: str, tz: ZoneInfo) -> Rule:
         wkst = WEEKDAYS[parts["WKST"]]
 
     lists = {name: _int_list(parts, name, *_LIST_PARTS[name]) for name in _LIST_PARTS}
-    byday = _parse_byday(parts.get("BYDAY"), freq, bool(lists["BYWEEKNO"]))
+    byday = _parse_byday(parts.get("BYDAY"), freq)
     if lists["BYMONTHDAY"] and freq == WEEKLY:
         raise RuleError("BYMONTHDAY cannot be used with FREQ=WEEKLY")
-    if lists["BYYEARDAY"] and freq in (DAILY, WEEKLY, MONTHLY):
-        raise RuleError("BYYEARDAY can only be used with FREQ=YEARLY")
-    if lists["BYWEEKNO"] and freq != YEARLY:
-        raise RuleError("BYWEEKNO can only be used with FREQ=YEARLY")
-    if lists["BYSETPOS"] and not (byday or any(v for k, v in lists.items() if k != "BYSETPOS")):
+    if lists["BYSETPOS"] and not (byday or lists["BYMONTHDAY"] or lists["BYMONTH"]):
         raise RuleError("BYSETPOS needs another BYxxx part")
     return Rule(
         freq=freq,
@@ -151,12 +134,7 @@ def parse_rule(text: str, tz: ZoneInfo) -> Rule:
         byday=byday,
         bymonthday=lists["BYMONTHDAY"],
         bymonth=lists["BYMONTH"],
-        byyearday=lists["BYYEARDAY"],
-        byweekno=lists["BYWEEKNO"],
         bysetpos=lists["BYSETPOS"],
-        byhour=lists["BYHOUR"],
-        byminute=lists["BYMINUTE"],
-        bysecond=lists["BYSECOND"],
     )
 
 
@@ -184,9 +162,7 @@ def _int_list(
     return tuple(sorted(set(values)))
 
 
-def _parse_byday(
-    value: str | None, freq: int, with_weekno: bool
-) -> tuple[tuple[int, int | None], ...]:
+def _parse_byday(value: str | None, freq: int) -> tuple[tuple[int, int | None], ...]:
     if value is None:
         return ()
     days = []
@@ -196,7 +172,7 @@ def _parse_byday(
             raise RuleError(f"BYDAY value '{item}' is not like MO, 2TU or -1FR")
         n = int(match.group(1)) if match.group(1) else None
         if n is not None:
-            if freq not in (MONTHLY, YEARLY) or with_weekno:
+            if freq not in (MONTHLY, YEARLY):
                 raise RuleError("numbered BYDAY values need FREQ=MONTHLY or YEARLY")
             limit = 5 if freq == MONTHLY else 53
             if n == 0 or abs(n) > limit:
@@ -400,7 +376,7 @@ class Schedule:
         margin = timedelta(days=2)
         local_low = utc_to_local(max(low, self.start - margin), self.tz) - margin
         local_high = utc_to_local(high, self.tz) + margin
-        for local in self._local_starts(local_low):
+        for local in self._local_starts(local_low, local_high):
             if local >= local_high:
                 return
             start = self._to_utc(local)
@@ -413,8 +389,8 @@ class Schedule:
     def _all_starts(self) -> list[datetime]:
         """Every UTC start of a COUNT-bounded series (at most MAX_COUNT + 1)."""
         if self._finite is None:
-            starts = (self._to_utc(local) for local in self._local_starts(None))
-            self._finite = [s for s in starts if s is not None]
+            assert self.rule is not None
+            self._finite = _count_series_starts(self.start, self.tz.key, self.rule)
         return self._finite
 
     def _to_utc(self, local: datetime) -> datetime | None:
@@ -422,15 +398,20 @@ class Schedule:
             return self.start
         return local_to_utc(local, self.tz)
 
-    def _local_starts(self, not_before: datetime | None) -> Iterator[datetime]:
-        """Local starts from DTSTART on (or from about `not_before`), DTSTART included."""
+    def _local_starts(
+        self, not_before: datetime | None, not_after: datetime | None = None
+    ) -> Iterator[datetime]:
+        """Local starts from DTSTART on, DTSTART included; from about `not_before`
+        and up to about `not_after` if given (for a rule without COUNT)."""
         assert self.rule is not None
         first = self._local_start
         micro = first.microsecond
         rule_starts = (
             _simple_local_starts(self.rule, first.replace(microsecond=0), not_before)
             if self.rule.is_simple
-            else _dateutil_local_starts(self.rule, first.replace(microsecond=0), not_before)
+            else _period_local_starts(
+                self.rule, first.replace(microsecond=0), not_before, not_after
+            )
         )
         if not_before is None or not_before <= first:
             yield first
@@ -439,6 +420,14 @@ class Schedule:
                 local = local.replace(microsecond=micro)
             if local > first:
                 yield local
+
+
+@lru_cache(maxsize=1024)
+def _count_series_starts(start: datetime, zone: str, rule: Rule) -> list[datetime]:
+    """Cached: such a series is expanded whole, and is checked on every overlapping change."""
+    schedule = Schedule(start, start, ZoneInfo(zone), rule)
+    starts = (schedule._to_utc(local) for local in schedule._local_starts(None))
+    return [s for s in starts if s is not None]
 
 
 def _simple_pattern(rule: Rule, first: datetime) -> tuple[list[int], set[int] | None, int, int]:
@@ -462,12 +451,11 @@ def _simple_local_starts(
     if not_before is not None and rule.count is None:
         period = max(0, (not_before.toordinal() - period_start) // period_days)
     until, count, produced = rule.until, rule.count, 0
-    last_ordinal = date.max.toordinal()
     while True:
         base = period_start + period * period_days
         for offset in offsets:
             ordinal = base + offset
-            if ordinal > last_ordinal:
+            if ordinal > _LAST_EXPANDED_ORDINAL:
                 return
             if weekdays is not None and (ordinal - 1) % 7 not in weekdays:
                 continue
@@ -483,68 +471,153 @@ def _simple_local_starts(
         period += 1
 
 
-def _dateutil_local_starts(
-    rule: Rule, first: datetime, not_before: datetime | None
-) -> Iterator[datetime]:
-    kwargs = _dateutil_kwargs(rule, first)
-    dtstart = first
-    if not_before is not None and rule.count is None:
-        dtstart = max(first, _aligned_period_start(rule, first, not_before))
-    try:
-        yield from du.rrule(rule.freq, dtstart=dtstart, **kwargs)
-    except (OverflowError, ValueError):  # dateutil stops past year 9999
-        return
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    """A rule with the parts that default to DTSTART's filled in, ready to enumerate."""
 
+    rule: Rule
+    first: date
+    months: frozenset[int]
+    monthdays: frozenset[int]
+    weekdays: frozenset[int]
+    numbered: tuple[tuple[int, int], ...]
 
-def _dateutil_kwargs(rule: Rule, first: datetime) -> dict:
-    """dateutil arguments with its DTSTART-derived defaults made explicit, so that
-    starting the expansion at a later, period-aligned DTSTART yields the same dates."""
-    byweekday = [du.weekday(day, n) for day, n in rule.byday] or None
-    bymonth = rule.bymonth or None
-    bymonthday = rule.bymonthday or None
-    if not (rule.byweekno or rule.byyearday or rule.bymonthday or rule.byday):
-        if rule.freq == YEARLY:
-            bymonth = bymonth or (first.month,)
-            bymonthday = (first.day,)
-        elif rule.freq == MONTHLY:
-            bymonthday = (first.day,)
+    @property
+    def week_start(self) -> int:
+        return self.first.toordinal() - (self.first.weekday() - self.rule.wkst) % 7
+
+    def period_of(self, day: date) -> int:
+        """The index of the period holding `day` (0 for days before DTSTART)."""
+        rule, first = self.rule, self.first
+        if rule.freq == DAILY:
+            elapsed = day.toordinal() - first.toordinal()
         elif rule.freq == WEEKLY:
-            byweekday = [du.weekday(first.weekday())]
-    return {
-        "interval": rule.interval,
-        "wkst": rule.wkst,
-        "count": rule.count,
-        "until": rule.until,
-        "bysetpos": rule.bysetpos or None,
-        "bymonth": bymonth,
-        "bymonthday": bymonthday,
-        "byyearday": rule.byyearday or None,
-        "byweekno": rule.byweekno or None,
-        "byweekday": byweekday,
-        "byhour": rule.byhour or (first.hour,),
-        "byminute": rule.byminute or (first.minute,),
-        "bysecond": rule.bysecond or (first.second,),
-    }
+            elapsed = (day.toordinal() - self.week_start) // 7
+        elif rule.freq == MONTHLY:
+            elapsed = (day.year - first.year) * 12 + day.month - first.month
+        else:
+            elapsed = day.year - first.year
+        return max(0, elapsed // rule.interval)
+
+    def days_of(self, period: int) -> list[int] | None:
+        """Ordinals of the days the rule selects in a period, ascending (BYSETPOS
+        applied); None past the last year ever expanded."""
+        rule, first = self.rule, self.first
+        step = period * rule.interval
+        if rule.freq == DAILY:
+            start = first.toordinal() + step
+            scopes = [(start, 1)]
+        elif rule.freq == WEEKLY:
+            # Like dateutil, the first week runs from DTSTART to the week's end.
+            start = self.week_start + 7 * step
+            begin = max(start, first.toordinal())
+            scopes = [(begin, start + 7 - begin)]
+        elif rule.freq == MONTHLY:
+            year, month = divmod(first.year * 12 + first.month - 1 + step, 12)
+            if year > _LAST_EXPANDED_YEAR:
+                return None
+            if self.months and month + 1 not in self.months:
+                return []
+            start = date(year, month + 1, 1).toordinal()
+            scopes = [(start, _month_length(year, month + 1))]
+        else:
+            year = first.year + step
+            if year > _LAST_EXPANDED_YEAR:
+                return None
+            if self.numbered and self.months:  # numbered weekdays count within each month
+                scopes = [
+                    (date(year, m, 1).toordinal(), _month_length(year, m))
+                    for m in sorted(self.months)
+                ]
+            else:
+                scopes = [(date(year, 1, 1).toordinal(), 365 + calendar.isleap(year))]
+        if scopes[0][0] > _LAST_EXPANDED_ORDINAL:
+            return None
+        days = [day for begin, length in scopes for day in self._select(begin, length)]
+        if rule.bysetpos:
+            picked = (_nth(days, position) for position in rule.bysetpos)
+            days = sorted({day for day in picked if day is not None})
+        return days
+
+    def _select(self, begin: int, length: int) -> list[int]:
+        numbered = set()
+        for weekday, n in self.numbered:
+            first_match = begin + (weekday - (begin - 1) % 7) % 7
+            numbered.add(_nth(range(first_match, begin + length, 7), n))
+        selected = []
+        for ordinal in range(begin, begin + length):
+            day = date.fromordinal(ordinal)
+            if self.months and day.month not in self.months:
+                continue
+            if self.monthdays:
+                from_end = day.day - _month_length(day.year, day.month) - 1
+                if day.day not in self.monthdays and from_end not in self.monthdays:
+                    continue
+            if (self.weekdays or self.numbered) and not (
+                day.weekday() in self.weekdays or ordinal in numbered
+            ):
+                continue
+            selected.append(ordinal)
+        return selected
 
 
-def _aligned_period_start(rule: Rule, first: datetime, not_before: datetime) -> datetime:
-    """Midnight starting the latest whole period (of the rule's frequency and interval,
-    counted from DTSTART's period) that begins no later than `not_before`."""
-    step = rule.interval
-    if rule.freq == YEARLY:
-        # One period early: BYWEEKNO weeks of a year can spill into the next one.
-        periods = (not_before.year - first.year) // step - 1
-        return datetime(max(first.year + periods * step, 1), 1, 1)
-    if rule.freq == MONTHLY:
-        months = (not_before.year - first.year) * 12 + not_before.month - first.month
-        index = first.year * 12 + first.month - 1 + (months // step) * step
-        return datetime(index // 12, index % 12 + 1, 1)
-    if rule.freq == WEEKLY:
-        week_start = first.date() - timedelta(days=(first.weekday() - rule.wkst) % 7)
-        weeks = (not_before.date() - week_start).days // 7
-        return datetime.combine(week_start + timedelta(weeks=(weeks // step) * step), time())
-    days = (not_before.date() - first.date()).days
-    return datetime.combine(first.date() + timedelta(days=(days // step) * step), time())
+@lru_cache(maxsize=4096)
+def _pattern(rule: Rule, first: date) -> _Pattern:
+    months = frozenset(rule.bymonth)
+    monthdays = frozenset(rule.bymonthday)
+    weekdays = frozenset(day for day, n in rule.byday if n is None)
+    numbered = tuple((day, n) for day, n in rule.byday if n is not None)
+    if not rule.bymonthday and not rule.byday:
+        if rule.freq == YEARLY:
+            months = months or frozenset({first.month})
+            monthdays = frozenset({first.day})
+        elif rule.freq == MONTHLY:
+            monthdays = frozenset({first.day})
+        elif rule.freq == WEEKLY:
+            weekdays = frozenset({first.weekday()})
+    return _Pattern(rule, first, months, monthdays, weekdays, numbered)
+
+
+def _nth(items: Sequence[int], position: int) -> int | None:
+    """The item at a 1-based position, counted from the end if negative, or None."""
+    if 0 < position <= len(items):
+        return items[position - 1]
+    if 0 < -position <= len(items):
+        return items[position]
+    return None
+
+
+def _month_length(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1]
+
+
+def _period_local_starts(
+    rule: Rule, first: datetime, not_before: datetime | None, not_after: datetime | None
+) -> Iterator[datetime]:
+    """The starts of any rule, period by period, from DTSTART (or from the period
+    holding `not_before`, without COUNT) to the period holding `not_after`."""
+    pattern = _pattern(rule, first.date())
+    clock = first.time()
+    period = 0
+    if not_before is not None and rule.count is None:
+        period = pattern.period_of(not_before.date())
+    last = pattern.period_of(not_after.date()) if not_after is not None else None
+    until, count, produced = rule.until, rule.count, 0
+    while last is None or period <= last:
+        days = pattern.days_of(period)
+        if days is None:
+            return
+        for ordinal in days:
+            local = datetime.combine(date.fromordinal(ordinal), clock)
+            if local < first:
+                continue
+            if until is not None and local > until:
+                return
+            yield local
+            produced += 1
+            if count is not None and produced >= count:
+                return
+        period += 1
 
 
 # Where in the week (UTC) an event can happen: used to skip, in SQL, events that
@@ -565,20 +638,15 @@ def week_footprint(schedule: Schedule) -> list[tuple[int, int]]:
         weekdays = {first.weekday()}
     else:
         weekdays = set(range(7))
-    hours = rule.byhour or (first.hour,)
-    minutes = rule.byminute or (first.minute,)
-    clocks = {h * 60 + m for h in hours for m in minutes}
-    if len(weekdays) * len(clocks) > 500:
-        return [(0, MINUTES_PER_WEEK)]
+    clock = first.hour * 60 + first.minute
     last = schedule.span_end()
     low_offset, high_offset = zone_offset_bounds(
         schedule.tz.key, first.year, last.year if last else None
     )
     ranges = _wrapped(_minute_of_week(schedule.start), duration_minutes)
     for weekday in weekdays:
-        for clock in clocks:
-            local = weekday * 24 * 60 + clock
-            ranges += _wrapped(local - high_offset, high_offset - low_offset + duration_minutes + 1)
+        local = weekday * 24 * 60 + clock
+        ranges += _wrapped(local - high_offset, high_offset - low_offset + duration_minutes + 1)
     return merge_ranges(ranges)
 
 

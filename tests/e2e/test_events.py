@@ -411,6 +411,20 @@ def test_endless_series_can_be_read_far_ahead(api: httpx.Client, owner: User) ->
     ]
 
 
+def test_a_rule_that_never_recurs_is_just_its_first_occurrence(
+    api: httpx.Client, owner: User
+) -> None:
+    series = create(
+        api, owner, is_recurring=True, recurrence_rule="FREQ=MONTHLY;BYMONTH=2;BYMONTHDAY=30"
+    )
+    response = api.get(
+        f"/api/events/{series['id']}/occurrences",
+        headers=owner.headers,
+        params={"start": "2026-01-01T00:00:00Z", "end": "2026-12-31T00:00:00Z"},
+    )
+    assert [o["start_time"] for o in response.json()["items"]] == ["2026-03-02T09:00:00Z"]
+
+
 # Conflicts
 
 

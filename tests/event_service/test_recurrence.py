@@ -1,6 +1,7 @@
 """Unit tests of recurrence parsing and expansion (no database, no gRPC)."""
 
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -100,6 +101,10 @@ def test_occurrences_touching_the_window_edge_are_excluded() -> None:
         ("FREQ=DAILY;BYSETPOS=1", "BYSETPOS"),
         ("FREQ=DAILY;FREQ=DAILY", "twice"),
         ("FREQ=DAILY;BYEASTER=0", "unsupported"),
+        ("FREQ=DAILY;BYHOUR=9", "unsupported"),
+        ("FREQ=YEARLY;BYWEEKNO=1", "unsupported"),
+        ("FREQ=WEEKLY;BYMONTHDAY=1", "WEEKLY"),
+        ("FREQ=MONTHLY;BYDAY=6MO", "BYDAY numbers"),
         ("FREQ=DAILY;INTERVAL=-1", "INTERVAL"),
         ("FREQ", "NAME=VALUE"),
     ],
@@ -134,22 +139,32 @@ RULE_SHAPES = [
     "FREQ=DAILY;BYDAY=MO,FR;INTERVAL=2",
     "FREQ=DAILY;COUNT=40",
     "FREQ=DAILY;INTERVAL=5;BYDAY=TU,SA;COUNT=25",
+    "FREQ=DAILY;BYMONTH=2,7;BYMONTHDAY=1,-1",
+    "FREQ=DAILY;BYMONTHDAY=13;BYDAY=FR",
     "FREQ=WEEKLY",
     "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE,FR",
     "FREQ=WEEKLY;INTERVAL=3;BYDAY=SU,TU;WKST=SU",
     "FREQ=WEEKLY;BYDAY=TH;COUNT=30",
     "FREQ=WEEKLY;INTERVAL=2;BYDAY=SA,MO;WKST=WE;COUNT=17",
+    "FREQ=WEEKLY;BYDAY=MO,TU,WE;BYSETPOS=-1",
+    "FREQ=WEEKLY;BYMONTH=1,7;BYDAY=WE",
     "FREQ=MONTHLY",
     "FREQ=MONTHLY;BYDAY=-1FR",
     "FREQ=MONTHLY;INTERVAL=2;BYMONTHDAY=1,15,-1",
     "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1",
+    "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=1,3,-2;COUNT=20",
     "FREQ=MONTHLY;BYDAY=2TU;COUNT=12",
+    "FREQ=MONTHLY;BYDAY=1MO,-2WE",
+    "FREQ=MONTHLY;BYMONTHDAY=13;BYDAY=FR",
+    "FREQ=MONTHLY;INTERVAL=5;BYMONTH=3,8,11;BYMONTHDAY=-3",
+    "FREQ=MONTHLY;BYMONTHDAY=31",
     "FREQ=YEARLY",
     "FREQ=YEARLY;BYMONTH=3,9;BYDAY=1SU",
-    "FREQ=YEARLY;BYWEEKNO=1,52;BYDAY=MO",
-    "FREQ=YEARLY;INTERVAL=2;BYYEARDAY=1,-1",
-    "FREQ=DAILY;BYHOUR=9,17;BYMINUTE=30",
-    "FREQ=WEEKLY;BYMONTH=1,7;BYDAY=WE",
+    "FREQ=YEARLY;BYDAY=20MO,-1SU",
+    "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;COUNT=3",
+    "FREQ=YEARLY;INTERVAL=2;BYMONTH=6;BYDAY=TU,TH;BYSETPOS=2,-1",
+    "FREQ=YEARLY;BYMONTHDAY=-1;BYMONTH=1,2,12",
+    "FREQ=YEARLY;BYMONTH=11",
 ]
 ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"]
 
@@ -207,3 +222,32 @@ def test_limit_caps_the_occurrences_returned() -> None:
             found = schedule.occurrences(utc(2025, 1, 1), utc(2027, 1, 1), limit=limit)
             assert len(found) == limit
             assert found[0].start == utc(2026, 1, 1, 9)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "FREQ=MONTHLY;BYMONTH=2;BYMONTHDAY=30",
+        "FREQ=DAILY;BYMONTH=4;BYMONTHDAY=31",
+        "FREQ=DAILY;INTERVAL=7;BYDAY=TU",  # DTSTART is a Monday: never a Tuesday
+        "FREQ=MONTHLY;BYDAY=MO;BYSETPOS=6;COUNT=5",
+        "FREQ=YEARLY;INTERVAL=4;BYMONTH=2;BYMONTHDAY=29;UNTIL=21001231",
+    ],
+)
+def test_rules_that_never_recur_end_quickly(rule: str) -> None:
+    """dateutil would search such rules to the year 9999; only DTSTART occurs."""
+    start = utc(2026, 1, 5, 9)  # a Monday in a year after a leap year
+    schedule = series(start, 60, rule)
+    started = time.perf_counter()
+    assert [o.start for o in schedule.occurrences(utc(2020, 1, 1), utc(2200, 1, 1))] == [start]
+    assert schedule.occurrences(utc(2150, 1, 1), utc(2151, 1, 1)) == []
+    week_footprint(schedule)
+    assert time.perf_counter() - started < 2
+
+
+def test_numbered_and_plain_weekdays_add_up() -> None:
+    """RFC 5545: BYDAY=1MO,FR is the first Monday and every Friday (dateutil would
+    intersect them)."""
+    monthly = series(utc(2026, 3, 2, 9), 60, "FREQ=MONTHLY;BYDAY=1MO,FR")
+    starts = [o.start.day for o in monthly.occurrences(utc(2026, 3, 1), utc(2026, 4, 1))]
+    assert starts == [2, 6, 13, 20, 27]
