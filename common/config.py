@@ -23,6 +23,9 @@ class CommonSettings(BaseSettings):
     events_addr: str = "127.0.0.1:50052"
     sharing_addr: str = "127.0.0.1:50053"
     history_addr: str = "127.0.0.1:50054"
+    # The port this process listens on, when not the first one of its service's address
+    # list (each replica of a service on one machine has a port of its own).
+    grpc_listen_port: int | None = Field(default=None, ge=1, le=65535)
     # Deadline of one gRPC call between services, seconds.
     grpc_deadline: float = 5.0
     # Seconds a stopping server lets in-flight calls finish.

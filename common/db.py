@@ -25,7 +25,9 @@ def make_engine(database_url: str, pool_size: int) -> AsyncEngine:
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping (a round trip per checkout): a connection found dead fails
+        # its request with UNAVAILABLE and is replaced.
+        pool_recycle=1800,
         pool_timeout=5,
     )
 

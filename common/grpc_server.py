@@ -11,6 +11,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from common.errors import DomainError, Unauthenticated, error_trailer
 from common.logging import request_id_var
@@ -63,6 +65,11 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
                 )
             except asyncio.CancelledError:
                 raise
+            except (OperationalError, InterfaceError, SQLAlchemyTimeoutError) as error:
+                if context.code() is not None:
+                    raise
+                log.warning("database unavailable", extra={"method": method, "error": repr(error)})
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable")
             except Exception:
                 if context.code() is not None:  # already aborted by the handler
                     raise

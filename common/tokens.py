@@ -7,6 +7,7 @@ The auth service signs access tokens with an Ed25519 key (JWS `EdDSA`) named by
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ class TokenVerifier:
         fetch_keys: KeyFetcher,
         refetch_interval: float = 10.0,
         leeway: float = 5.0,
+        verified_capacity: int = 10_000,
     ) -> None:
         self._issuer = issuer
         self._audience = audience
@@ -51,6 +53,10 @@ class TokenVerifier:
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._last_fetch = float("-inf")
         self._lock = asyncio.Lock()
+        # Signature checks cost more than the rest of a cached read: remember
+        # recent verified tokens until they expire.
+        self._verified: OrderedDict[str, Caller] = OrderedDict()
+        self._verified_capacity = verified_capacity
 
     async def refresh_keys(self) -> None:
         async with self._lock:
@@ -73,6 +79,17 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Caller:
         """The caller a token proves, or Unauthenticated. Does not consult the deny-list."""
+        cached = self._verified.get(token)
+        if cached is not None and cached.expires_at > time.time():
+            self._verified.move_to_end(token)
+            return cached
+        caller = await self._verify_signed(token)
+        self._verified[token] = caller
+        if len(self._verified) > self._verified_capacity:
+            self._verified.popitem(last=False)
+        return caller
+
+    async def _verify_signed(self, token: str) -> Caller:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
