@@ -256,11 +256,11 @@ def measure(stack: Stack, sizes: Sizes) -> None:
         report(f"  for reference: ListGrants of {sizes.series}", grants, "(part of expand)")
         owners = []
         for _ in range(sizes.creates):
-            grant = sharing_pb2.InitializeOwnerRequest(event_id=str(uuid.uuid4()))
+            grant = sharing_pb2.InitializeOwnersRequest(event_ids=[str(uuid.uuid4())])
             owners.append(
-                timed(lambda g=grant: sharing.InitializeOwner(g, metadata=big.metadata))[0]
+                timed(lambda g=grant: sharing.InitializeOwners(g, metadata=big.metadata))[0]
             )
-        report("  for reference: SharingService.InitializeOwner", owners, "(per created event)")
+        report("  for reference: SharingService.InitializeOwners", owners, "(per create)")
 
 
 def main() -> None:

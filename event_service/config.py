@@ -9,4 +9,4 @@ class EventSettings(CommonSettings):
 
     @property
     def grpc_port(self) -> int:
-        return listen_port(self.events_addr)
+        return self.grpc_listen_port or listen_port(self.events_addr)

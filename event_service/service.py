@@ -67,7 +67,6 @@ _ROLE_RANK = {ROLE_OWNER: 3, ROLE_EDITOR: 2, ROLE_VIEWER: 1}
 _ROLE_FILTERS = {ROLE_UNSPECIFIED, *_ROLE_RANK}
 _FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_OWNER_GRANT_CONCURRENCY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,17 +459,11 @@ class EventService:
         return {uuid.UUID(grant.event_id): grant.role for grant in response.grants}
 
     async def _make_owner(self, events: list[StoredEvent]) -> None:
-        limit = asyncio.Semaphore(_OWNER_GRANT_CONCURRENCY)
-
-        async def initialize(event: StoredEvent) -> None:
-            async with limit:
-                request = sharing_pb2.InitializeOwnerRequest(event_id=str(event.id))
-                try:
-                    await self._sharing.InitializeOwner(request)
-                except grpc.aio.AioRpcError as error:
-                    raise _upstream_error(error) from None
-
-        await asyncio.gather(*(initialize(event) for event in events))
+        request = sharing_pb2.InitializeOwnersRequest(event_ids=[str(event.id) for event in events])
+        try:
+            await self._sharing.InitializeOwners(request)
+        except grpc.aio.AioRpcError as error:
+            raise _upstream_error(error) from None
 
 
 def _event_uuid(event_id: str) -> uuid.UUID:

@@ -16,15 +16,18 @@ from common.timeutil import rfc3339
 from sharing_service.models import EventAcl, Grant, PermissionChange, Role, outbox
 
 
-async def create_acl(session: AsyncSession, event_id: uuid.UUID, now: datetime) -> bool:
-    """Create an event's ACL row; False if it already existed."""
-    created = await session.scalar(
+async def create_acls(
+    session: AsyncSession, event_ids: Sequence[uuid.UUID], now: datetime
+) -> set[uuid.UUID]:
+    """Create ACL rows of new events, their first change numbered 1; returns those
+    that did not exist yet."""
+    created = await session.scalars(
         insert(EventAcl)
-        .values(event_id=event_id, last_sequence=0, created_at=now)
+        .values([{"event_id": e, "last_sequence": 1, "created_at": now} for e in event_ids])
         .on_conflict_do_nothing()
         .returning(EventAcl.event_id)
     )
-    return created is not None
+    return set(created.all())
 
 
 async def lock_acl(session: AsyncSession, event_id: uuid.UUID) -> EventAcl | None:
@@ -38,6 +41,17 @@ async def get_grant(session: AsyncSession, event_id: uuid.UUID, user_id: uuid.UU
     return await session.scalar(
         select(Grant).where(Grant.event_id == event_id, Grant.user_id == user_id)
     )
+
+
+async def grants_of_user_on(
+    session: AsyncSession, event_ids: Sequence[uuid.UUID], user_id: uuid.UUID
+) -> dict[uuid.UUID, Grant]:
+    if not event_ids:
+        return {}
+    result = await session.scalars(
+        select(Grant).where(Grant.event_id.in_(event_ids), Grant.user_id == user_id)
+    )
+    return {grant.event_id: grant for grant in result}
 
 
 async def get_role(session: AsyncSession, event_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
@@ -102,8 +116,24 @@ async def record_change(
             occurred_at=now,
         )
     )
+    subject, msg_id, payload = _notification(
+        namespace, acl.event_id, sequence, user_id, role, previous_role, actor_id, now
+    )
+    await outbox_queue.enqueue(session, outbox, subject=subject, msg_id=msg_id, payload=payload)
+
+
+def _notification(
+    namespace: str,
+    event_id: uuid.UUID,
+    sequence: int,
+    user_id: uuid.UUID,
+    role: str | None,
+    previous_role: str | None,
+    actor_id: uuid.UUID,
+    now: datetime,
+) -> tuple[str, str, bytes]:
     notice = PermissionChangeNotice(
-        event_id=str(acl.event_id),
+        event_id=str(event_id),
         user_id=str(user_id),
         role=role,
         previous_role=previous_role,
@@ -111,10 +141,45 @@ async def record_change(
         occurred_at=rfc3339(now),
         sequence=sequence,
     )
-    await outbox_queue.enqueue(
+    return (
+        sharing_subject(namespace, str(event_id)),
+        f"{event_id}:perm:{sequence}",
+        orjson.dumps(notice.model_dump()),
+    )
+
+
+async def record_first_owners(session: AsyncSession, namespace: str, grants: list[Grant]) -> None:
+    """Add the first owners of new events with their audit rows (change 1 of each
+    event) and notifications, in the caller's transaction."""
+    if not grants:
+        return
+    session.add_all(grants)
+    session.add_all(
+        PermissionChange(
+            event_id=grant.event_id,
+            sequence=1,
+            user_id=grant.user_id,
+            role=grant.role,
+            previous_role=None,
+            actor_id=grant.user_id,
+            occurred_at=grant.granted_at,
+        )
+        for grant in grants
+    )
+    await outbox_queue.enqueue_many(
         session,
         outbox,
-        subject=sharing_subject(namespace, str(acl.event_id)),
-        msg_id=f"{acl.event_id}:perm:{sequence}",
-        payload=orjson.dumps(notice.model_dump()),
+        [
+            _notification(
+                namespace,
+                grant.event_id,
+                1,
+                grant.user_id,
+                grant.role,
+                None,
+                grant.user_id,
+                grant.granted_at,
+            )
+            for grant in grants
+        ],
     )

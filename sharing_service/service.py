@@ -20,6 +20,8 @@ LAST_OWNER = "the last owner of an event cannot be demoted or removed"
 ROLE_MESSAGE = "must be one of owner, editor, viewer"
 # The gateway caps share requests at the same size.
 MAX_SHARE_TARGETS = 100
+# The event service creates at most this many events at once.
+MAX_NEW_EVENTS = 500
 ROLE_ORDER = {Role.OWNER: 0, Role.EDITOR: 1, Role.VIEWER: 2}
 
 UserLookup = Callable[[list[str], list[str]], Awaitable[list[KnownUser]]]
@@ -55,36 +57,45 @@ class SharingService:
         # Called after a transaction that enqueued notifications commits.
         self._on_change = on_change
 
-    async def initialize_owner(self, caller: Caller, event_id: str) -> Grant:
-        """Make the caller the first owner of a new event; a repeat by that owner is a no-op."""
-        event = parse_uuid(event_id)
-        if event is None:
-            raise InvalidArgument.field("event_id", "must be a UUID")
+    async def initialize_owners(self, caller: Caller, event_ids: Sequence[str]) -> list[Grant]:
+        """Make the caller the first owner of new events, all or none; a repeat by
+        that owner is a no-op."""
+        events = []
+        for index, event_id in enumerate(event_ids):
+            event = parse_uuid(event_id)
+            if event is None:
+                raise InvalidArgument.field(f"event_ids.{index}", "must be a UUID")
+            events.append(event)
+        if not 1 <= len(events) <= MAX_NEW_EVENTS:
+            raise InvalidArgument.field("event_ids", f"must hold 1 to {MAX_NEW_EVENTS} ids")
         owner = uuid.UUID(caller.user_id)
         now = utcnow()
         async with self._sessions() as session, session.begin():
-            created = await repo.create_acl(session, event, now)
-            acl = await repo.lock_acl(session, event)
-            assert acl is not None
-            if not created:
-                existing = await repo.get_grant(session, event, owner)
-                if existing is not None and existing.role == Role.OWNER:
-                    return existing
-                raise AlreadyExists("the event already has owners")
-            grant = Grant(
-                event_id=event,
-                user_id=owner,
-                username=caller.username,
-                role=Role.OWNER.value,
-                granted_by=owner,
-                granted_at=now,
+            created = await repo.create_acls(session, events, now)
+            earlier = await repo.grants_of_user_on(
+                session, [e for e in events if e not in created], owner
             )
-            repo.add_grant(session, grant)
-            await repo.record_change(
-                session, self._settings.namespace, acl, owner, Role.OWNER, None, owner, now
+            if any(grant.role != Role.OWNER for grant in earlier.values()) or len(earlier) + len(
+                created
+            ) < len(set(events)):
+                raise AlreadyExists("an event already has owners")
+            new_grants = {
+                event: Grant(
+                    event_id=event,
+                    user_id=owner,
+                    username=caller.username,
+                    role=Role.OWNER.value,
+                    granted_by=owner,
+                    granted_at=now,
+                )
+                for event in events
+                if event in created
+            }
+            await repo.record_first_owners(
+                session, self._settings.namespace, list(new_grants.values())
             )
         self._on_change()
-        return grant
+        return [new_grants.get(event) or earlier[event] for event in events]
 
     async def get_role(self, event_id: str, user_id: str) -> Role | None:
         event, user = parse_uuid(event_id), parse_uuid(user_id)

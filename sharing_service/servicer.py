@@ -36,9 +36,9 @@ class SharingServicer(sharing_pb2_grpc.SharingServiceServicer):
     def __init__(self, service: SharingService) -> None:
         self._service = service
 
-    async def InitializeOwner(self, request, context):  # type: ignore[no-untyped-def]
-        grant = await self._service.initialize_owner(current_caller(), request.event_id)
-        return permission_message(grant)
+    async def InitializeOwners(self, request, context):  # type: ignore[no-untyped-def]
+        grants = await self._service.initialize_owners(current_caller(), request.event_ids)
+        return sharing_pb2.InitializeOwnersResponse(items=[permission_message(g) for g in grants])
 
     async def GetRole(self, request, context):  # type: ignore[no-untyped-def]
         caller = current_caller()

@@ -37,7 +37,7 @@ def sharing(service_channel: Callable[[str], grpc.Channel]) -> SharingServiceStu
 
 def new_event(sharing: SharingServiceStub, owner: User) -> str:
     event_id = str(uuid.uuid4())
-    sharing.InitializeOwner(pb.InitializeOwnerRequest(event_id=event_id), metadata=auth(owner))
+    sharing.InitializeOwners(pb.InitializeOwnersRequest(event_ids=[event_id]), metadata=auth(owner))
     return event_id
 
 
@@ -64,24 +64,32 @@ def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
     return raised.value
 
 
-def test_initialize_owner_makes_the_caller_owner_once(sharing, make_user) -> None:
+def test_initialize_owners_makes_the_caller_owner_once(sharing, make_user) -> None:
     owner, other = make_user(), make_user()
-    event_id = str(uuid.uuid4())
-    request = pb.InitializeOwnerRequest(event_id=event_id)
+    event_ids = [str(uuid.uuid4()) for _ in range(3)]
+    request = pb.InitializeOwnersRequest(event_ids=event_ids)
 
-    first = sharing.InitializeOwner(request, metadata=auth(owner))
-    assert (first.event_id, first.user_id, first.username) == (event_id, owner.id, owner.username)
-    assert first.role == OWNER and first.granted_by == owner.id
-    again = sharing.InitializeOwner(request, metadata=auth(owner))
-    assert again == first
+    first = sharing.InitializeOwners(request, metadata=auth(owner)).items
+    assert [(p.event_id, p.user_id, p.username) for p in first] == [
+        (event_id, owner.id, owner.username) for event_id in event_ids
+    ]
+    assert all(p.role == OWNER and p.granted_by == owner.id for p in first)
+    again = sharing.InitializeOwners(request, metadata=auth(owner)).items
+    assert list(again) == list(first)
 
-    taken = rpc_error(lambda: sharing.InitializeOwner(request, metadata=auth(other)))
+    # All or none: one event owned by someone else refuses the whole request.
+    fresh = str(uuid.uuid4())
+    mixed = pb.InitializeOwnersRequest(event_ids=[fresh, event_ids[0]])
+    taken = rpc_error(lambda: sharing.InitializeOwners(mixed, metadata=auth(other)))
     assert taken.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert role_of(sharing, owner, event_id, other.id) == UNSPECIFIED
+    assert role_of(sharing, owner, event_ids[0], other.id) == UNSPECIFIED
+    assert role_of(sharing, other, fresh, other.id) == UNSPECIFIED
 
-    malformed = pb.InitializeOwnerRequest(event_id="not-a-uuid")
-    bad = rpc_error(lambda: sharing.InitializeOwner(malformed, metadata=auth(owner)))
-    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for bad_ids, field in ([["not-a-uuid"], "event_ids.0"], [[], "event_ids"]):
+        malformed = pb.InitializeOwnersRequest(event_ids=bad_ids)
+        bad = rpc_error(lambda r=malformed: sharing.InitializeOwners(r, metadata=auth(owner)))
+        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert problem_of(bad)["errors"][0]["field"] == field
 
 
 def test_get_role_answers_any_authenticated_caller(sharing, make_user) -> None:
@@ -139,12 +147,12 @@ def test_list_grants_of_a_user_with_many_grants(sharing, make_user, stack: Stack
 @pytest.mark.parametrize(
     "call",
     [
-        lambda s: s.InitializeOwner(pb.InitializeOwnerRequest(event_id=str(uuid.uuid4()))),
+        lambda s: s.InitializeOwners(pb.InitializeOwnersRequest(event_ids=[str(uuid.uuid4())])),
         lambda s: s.GetRole(pb.GetRoleRequest(event_id=str(uuid.uuid4()), user_id="x")),
         lambda s: s.ListGrants(pb.ListGrantsRequest(user_id=str(uuid.uuid4()))),
         lambda s: s.ListPermissions(pb.ListPermissionsRequest(event_id=str(uuid.uuid4()))),
     ],
-    ids=["InitializeOwner", "GetRole", "ListGrants", "ListPermissions"],
+    ids=["InitializeOwners", "GetRole", "ListGrants", "ListPermissions"],
 )
 def test_every_call_needs_a_token(sharing, call) -> None:
     assert rpc_error(lambda: call(sharing)).code() == grpc.StatusCode.UNAUTHENTICATED

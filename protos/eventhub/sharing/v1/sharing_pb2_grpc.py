@@ -38,10 +38,10 @@ class SharingServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.InitializeOwner = channel.unary_unary(
-                '/eventhub.sharing.v1.SharingService/InitializeOwner',
-                request_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnerRequest.SerializeToString,
-                response_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.Permission.FromString,
+        self.InitializeOwners = channel.unary_unary(
+                '/eventhub.sharing.v1.SharingService/InitializeOwners',
+                request_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersRequest.SerializeToString,
+                response_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersResponse.FromString,
                 _registered_method=True)
         self.GetRole = channel.unary_unary(
                 '/eventhub.sharing.v1.SharingService/GetRole',
@@ -82,8 +82,10 @@ class SharingServiceServicer:
     leave an event without an owner.
     """
 
-    def InitializeOwner(self, request, context):
-        """Makes the caller the first owner of a new event (called by the event service).
+    def InitializeOwners(self, request, context):
+        """Makes the caller the first owner of new events, all or none (called by the
+        event service on create). A repeat by the same owner changes nothing;
+        ALREADY_EXISTS if another user already owns one of them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,10 +136,10 @@ class SharingServiceServicer:
 
 def add_SharingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'InitializeOwner': grpc.unary_unary_rpc_method_handler(
-                    servicer.InitializeOwner,
-                    request_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnerRequest.FromString,
-                    response_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.Permission.SerializeToString,
+            'InitializeOwners': grpc.unary_unary_rpc_method_handler(
+                    servicer.InitializeOwners,
+                    request_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersRequest.FromString,
+                    response_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersResponse.SerializeToString,
             ),
             'GetRole': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRole,
@@ -185,7 +187,7 @@ class SharingService:
     """
 
     @staticmethod
-    def InitializeOwner(request,
+    def InitializeOwners(request,
             target,
             options=(),
             channel_credentials=None,
@@ -198,9 +200,9 @@ class SharingService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/eventhub.sharing.v1.SharingService/InitializeOwner',
-            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnerRequest.SerializeToString,
-            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.Permission.FromString,
+            '/eventhub.sharing.v1.SharingService/InitializeOwners',
+            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersRequest.SerializeToString,
+            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersResponse.FromString,
             options,
             channel_credentials,
             insecure,
