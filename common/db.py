@@ -1,10 +1,13 @@
 """PostgreSQL access: engines, sessions and Alembic migrations, one schema per service."""
 
+import select
 from pathlib import Path
+from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, create_engine, pool, text
+from sqlalchemy import MetaData, create_engine, event, pool, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 NAMING_CONVENTION = {
@@ -21,19 +24,39 @@ def service_metadata(schema: str) -> MetaData:
 
 
 def make_engine(database_url: str, pool_size: int) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        # No pre-ping (a round trip per checkout): a connection found dead fails
-        # its request with UNAVAILABLE and is replaced.
+        # No pre-ping (a round trip per checkout): a connection the server closed is
+        # replaced at checkout (below); one found dead later fails its request with
+        # UNAVAILABLE and is replaced.
         pool_recycle=1800,
         pool_timeout=5,
     )
+    event.listen(engine.sync_engine.pool, "checkout", _replace_if_closed_by_server)
+    return engine
+
+
+def _replace_if_closed_by_server(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """An idle connection has nothing to read unless the server hung up on it (PostgreSQL
+    restarted, or ended the session): then the pool takes a fresh connection instead."""
+    try:
+        readable, _, _ = select.select([record.driver_connection.pgconn.socket], [], [], 0)
+    except Exception as error:  # the socket is already gone
+        raise DisconnectionError(repr(error)) from error
+    if readable:
+        raise DisconnectionError("the server closed this connection")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool without transactions, for reads that need no snapshot: each
+    read is one round trip instead of BEGIN, the query and ROLLBACK."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def migrate(migrations_dir: Path, database_url: str) -> None:

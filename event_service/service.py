@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common import outbox
+from common.db import autocommit
 from common.errors import (
     Conflict,
     DomainError,
@@ -111,6 +112,7 @@ class EventService:
     ) -> None:
         self._settings = settings
         self._engine = engine
+        self._reader = autocommit(engine)
         self._sharing = sharing
         self._cache = cache
         self._notify = notify
@@ -124,7 +126,7 @@ class EventService:
             raise NotFound(EVENT_NOT_FOUND)
         event = cached
         if event is None:
-            async with self._engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 event = await repo.get_event(conn, parsed)
             if event is None:
                 raise NotFound(EVENT_NOT_FOUND)
@@ -137,7 +139,7 @@ class EventService:
         """The event's current version, also once deleted (any role)."""
         parsed = _event_uuid(event_id)
         await self._require_role(parsed, caller, ROLE_VIEWER)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             event = await repo.get_event(conn, parsed)
         if event is None:
             raise NotFound(EVENT_NOT_FOUND)
@@ -164,7 +166,7 @@ class EventService:
         window = (query.start, query.end) if query.start or query.end else None
         fetch = limit + 1
         found: list[StoredEvent] = []
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             while len(found) <= limit:
                 batch = await repo.list_page(
                     conn,
@@ -195,7 +197,7 @@ class EventService:
         grants = await self._grants(caller, role)
         if not grants:
             return []
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = await repo.schedules_in_window(conn, list(grants), (start, end), text)
         found: list[OccurrenceView] = []
         for row in rows:

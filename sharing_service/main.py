@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 
-from common.db import make_engine, make_sessionmaker
+from common.db import autocommit, make_engine, make_sessionmaker
 from common.grpc_client import open_channel, public_key_fetcher
 from common.grpc_server import serve
 from common.logging import configure_logging
@@ -34,7 +34,11 @@ async def run(settings: SharingSettings) -> None:
     )
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
     service = SharingService(
-        settings, sessions, UserDirectory(auth_channel).lookup, on_change=relay.wake
+        settings,
+        sessions,
+        make_sessionmaker(autocommit(engine)),
+        UserDirectory(auth_channel).lookup,
+        on_change=relay.wake,
     )
 
     async def close() -> None:

@@ -48,11 +48,14 @@ class SharingService:
         self,
         settings: SharingSettings,
         sessions: async_sessionmaker,
+        read_sessions: async_sessionmaker,
         lookup_users: UserLookup,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
+        # Autocommit sessions for the single-query reads every event request makes.
+        self._reads = read_sessions
         self._lookup_users = lookup_users
         # Called after a transaction that enqueued notifications commits.
         self._on_change = on_change
@@ -101,7 +104,7 @@ class SharingService:
         event, user = parse_uuid(event_id), parse_uuid(user_id)
         if event is None or user is None:
             return None
-        async with self._sessions() as session:
+        async with self._reads() as session:
             role = await repo.get_role(session, event, user)
         return Role(role) if role else None
 
@@ -109,7 +112,7 @@ class SharingService:
         user = parse_uuid(user_id)
         if user is None:
             return []
-        async with self._sessions() as session:
+        async with self._reads() as session:
             grants = await repo.grants_of_user(session, user, role)
         return [(event_id, Role(granted)) for event_id, granted in grants]
 
