@@ -17,8 +17,17 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## Bring the whole system up in the background and print its URLs.
+## GATEWAY_REPLICAS=2 EVENT_REPLICAS=2 ... (also AUTH_, SHARING_, HISTORY_) run more processes.
+GATEWAY_REPLICAS ?= 1
+AUTH_REPLICAS ?= 1
+EVENT_REPLICAS ?= 1
+SHARING_REPLICAS ?= 1
+HISTORY_REPLICAS ?= 1
 up: $(STAMP)
-	$(PY) -m scripts.stack up --run-dir $(RUN_DIR)
+	$(PY) -m scripts.stack up --run-dir $(RUN_DIR) \
+		--gateway-replicas $(GATEWAY_REPLICAS) --auth-replicas $(AUTH_REPLICAS) \
+		--event-replicas $(EVENT_REPLICAS) --sharing-replicas $(SHARING_REPLICAS) \
+		--history-replicas $(HISTORY_REPLICAS)
 
 down: $(STAMP)
 	$(PY) -m scripts.stack down --run-dir $(RUN_DIR)

@@ -27,7 +27,7 @@ class AuthSettings(CommonSettings):
 
     @property
     def grpc_port(self) -> int:
-        return listen_port(self.auth_addr)
+        return self.grpc_listen_port or listen_port(self.auth_addr)
 
     def signing_key_pem(self) -> bytes:
         if inline := self._inline_key():

@@ -18,7 +18,7 @@ class HistorySettings(CommonSettings):
 
     @property
     def grpc_port(self) -> int:
-        return listen_port(self.history_addr)
+        return self.grpc_listen_port or listen_port(self.history_addr)
 
     @property
     def durable_name(self) -> str:

@@ -167,6 +167,7 @@ class ChangeConsumer:
             for parsed in batch:
                 await parsed.msg.nak(delay=self._settings.history_consumer_retry_delay)
             return
+        log.debug("stored", extra={"messages": len(batch), "new_versions": len(new)})
         self._notifier.stored({event_id for event_id, _ in new})
         for parsed in batch:
             if parsed.row is not None:
