@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUN_DIR ?= .run
 STAMP := $(VENV)/.installed
 
-.PHONY: up down logs test protos protos-check lint venv clean bench deploy-check
+.PHONY: up down logs test test-faults soak protos protos-check lint venv clean bench deploy-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,16 @@ logs:
 ## The whole test suite (starts its own isolated stack).
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Fault suite (tests/faults): kills processes, cuts PostgreSQL/Redis/NATS (~1 min).
+test-faults: $(STAMP)
+	$(PY) -m pytest tests/faults -m faults $(PYTEST_ARGS)
+
+## Mixed load for SOAK_SECONDS (CI: 60) at half the sustainable rate, then checks for
+## 5xx, memory growth and lost or doubled writes. SOAK_ARGS="--rate 150" fixes the rate.
+SOAK_SECONDS ?= 600
+soak: $(STAMP)
+	$(PY) -m bench.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 ## Regenerate the gRPC stubs and type stubs from protos/.
 protos: $(STAMP)

@@ -4,6 +4,7 @@ import select
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import MetaData, create_engine, event, pool, text
@@ -42,10 +43,12 @@ def _replace_if_closed_by_server(dbapi_connection: Any, record: Any, proxy: Any)
     """An idle connection has nothing to read unless the server hung up on it (PostgreSQL
     restarted, or ended the session): then the pool takes a fresh connection instead."""
     try:
-        readable, _, _ = select.select([record.driver_connection.pgconn.socket], [], [], 0)
-    except Exception as error:  # the socket is already gone
+        poller = select.poll()
+        poller.register(record.driver_connection.pgconn.socket, select.POLLIN)
+        ready = poller.poll(0)
+    except (OSError, psycopg.Error) as error:  # the socket is already gone
         raise DisconnectionError(repr(error)) from error
-    if readable:
+    if ready:
         raise DisconnectionError("the server closed this connection")
 
 

@@ -16,6 +16,10 @@ from eventhub.auth.v1 import auth_pb2, auth_pb2_grpc
 _CHANNEL_OPTIONS = [
     ("grpc.lb_policy_name", "round_robin"),
     ("grpc.keepalive_time_ms", 30_000),
+    # A restarted replica gets calls again within a second, however long it was down
+    # (gRPC's default backoff grows to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
 ]
 
 

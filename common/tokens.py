@@ -15,7 +15,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from common.errors import Unauthenticated
+from common.errors import Unauthenticated, Unavailable
 
 ALGORITHM = "EdDSA"
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
@@ -74,7 +74,9 @@ class TokenVerifier:
             try:
                 await self.refresh_keys()
             except Exception:  # the auth service may be down; known keys still work
-                pass
+                if not self._keys:
+                    # Without any key no token can be checked: not the client's fault.
+                    raise Unavailable("cannot fetch the token signing keys; retry later") from None
         return self._keys.get(kid)
 
     async def verify(self, token: str) -> Caller:

@@ -1,3 +1,6 @@
+import signal
+import sys
+
 import uvicorn
 
 from gateway.config import GatewaySettings
@@ -5,6 +8,9 @@ from gateway.config import GatewaySettings
 
 def main() -> None:
     settings = GatewaySettings()
+    # Uvicorn finishes in-flight requests on SIGTERM, then raises the signal again, which
+    # by default ends the process with status -15; a stop it completed exits 0 instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "gateway.main:app",
         host=settings.gateway_host,

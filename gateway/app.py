@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -10,6 +11,7 @@ from gateway.config import GatewaySettings
 from gateway.errors import install_error_handlers
 from gateway.idempotency import IdempotencyMiddleware
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway.openapi import document_common_behaviour
 from gateway.responses import JSONResponse
 from gateway.routes import auth, events, history, ops, sharing
 
@@ -37,4 +39,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     for module in (ops, auth, events, sharing, history):
         app.include_router(module.router)
+    _declare_common_behaviour(app)
     return app
+
+
+def _declare_common_behaviour(app: FastAPI) -> None:
+    build = app.openapi
+    documented: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not documented:
+            documented.update(document_common_behaviour(build()))
+        return documented
+
+    app.openapi = openapi  # type: ignore[method-assign]

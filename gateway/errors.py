@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from common.errors import DomainError, problem_from_rpc_error
 from gateway.responses import JSONResponse
@@ -112,16 +113,45 @@ def problem_for_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
     return problem_response(status, detail=detail, title=title, **problem)
 
 
+def validation_problem(errors: list[dict[str, str]]) -> JSONResponse:
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem_response(422, detail=detail, title="Validation failed", errors=errors)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method served at this path (Starlette names only the first route's). A fixed
+    path such as /api/events/batch is its own resource, though /api/events/{id} matches it."""
+    documented = request.app.openapi()["paths"].get(request.scope["path"])
+    if documented is not None:
+        return ", ".join(method for method in _METHODS if method.lower() in documented)
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_exception(request: Request, exc: StarletteHTTPException) -> Response:
-        return problem_response(exc.status_code, detail=str(exc.detail), headers=exc.headers)
+        if exc.status_code == 400:
+            # FastAPI and Starlette raise 400 only for a body they cannot decode (bad
+            # UTF-8, JSON nested too deep, broken multipart): malformed input is 422 here.
+            return validation_problem([{"field": "body", "message": "malformed body"}])
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return problem_response(exc.status_code, detail=str(exc.detail), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def request_validation(request: Request, exc: RequestValidationError) -> Response:
-        errors = validation_errors(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem_response(422, detail=detail, title="Validation failed", errors=errors)
+        return validation_problem(validation_errors(exc))
 
     @app.exception_handler(HTTPProblem)
     async def http_problem(request: Request, exc: HTTPProblem) -> Response:
@@ -130,7 +160,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
         status = HTTP_STATUS_BY_GRPC_CODE.get(exc.code, 500)
-        return problem_response(status, detail=exc.detail, title=exc.title, **exc.extra)
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return problem_response(
+            status, detail=exc.detail, title=exc.title, headers=headers, **exc.extra
+        )
 
     @app.exception_handler(grpc.aio.AioRpcError)
     async def rpc_error(request: Request, exc: grpc.aio.AioRpcError) -> Response:

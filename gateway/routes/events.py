@@ -2,7 +2,6 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
-from pydantic import AwareDatetime
 from starlette.responses import Response
 
 from common.errors import InvalidArgument
@@ -22,7 +21,9 @@ from gateway.schemas.events import (
     OccurrenceList,
     OccurrencePage,
     RoleName,
+    Timestamp,
 )
+from gateway.schemas.text import NoNul
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
@@ -39,10 +40,10 @@ IfNoneMatch = Annotated[
     str | None, Header(description='`"7"`: 304 Not Modified if the event is still at version 7')
 ]
 WindowStart = Annotated[
-    AwareDatetime | None, Query(description="Only occurrences ending after this instant")
+    Timestamp | None, Query(description="Only occurrences ending after this instant")
 ]
 WindowEnd = Annotated[
-    AwareDatetime | None, Query(description="Only occurrences starting before this instant")
+    Timestamp | None, Query(description="Only occurrences starting before this instant")
 ]
 
 
@@ -135,7 +136,9 @@ async def list_events(
     start: WindowStart = None,
     end: WindowEnd = None,
     q: Annotated[
-        str | None, Query(max_length=200, description="Text in title, description or location")
+        str | None,
+        Query(max_length=200, description="Text in title, description or location"),
+        NoNul,
     ] = None,
     role: Annotated[RoleName | None, Query(description="Only events with this role")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -199,7 +202,10 @@ async def batch_create_events(body: BatchIn, user: CurrentUser, gateway: Service
     "/{event_id}",
     response_model=Event,
     responses={
-        304: {"description": "Not Modified"},
+        304: {
+            "description": "Not Modified",
+            "headers": {"ETag": {**_ETAG_HEADER, "schema": {"type": "string"}}},
+        },
         **problem_responses(401, 404, 429),
         **_documented_headers(200, "The event"),
     },
@@ -299,8 +305,8 @@ async def list_occurrences(
     event_id: str,
     user: CurrentUser,
     gateway: Services,
-    start: Annotated[AwareDatetime, Query(description="Window start (inclusive)")],
-    end: Annotated[AwareDatetime, Query(description="Window end (exclusive), ≤ 1 year later")],
+    start: Annotated[Timestamp, Query(description="Window start (inclusive)")],
+    end: Annotated[Timestamp, Query(description="Window end (exclusive), ≤ 1 year later")],
 ) -> OccurrenceList:
     """The event's occurrences overlapping [start, end), expanded in its time zone."""
     response = await gateway.events.ListOccurrences(

@@ -7,7 +7,12 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from eventhub.history.v1 import history_pb2
 from gateway.deps import CurrentUser, Services
 from gateway.openapi import problem_responses
-from gateway.routes.events import IfMatch, _event_response, _expected_version
+from gateway.routes.events import (
+    IfMatch,
+    _documented_headers,
+    _event_response,
+    _expected_version,
+)
 from gateway.schemas.events import Event
 from gateway.schemas.history import (
     Changelog,
@@ -52,7 +57,10 @@ _PAGED: dict[int | str, dict[str, Any]] = {
     **problem_responses(401, 404, 422, 429),
 }
 _READ = problem_responses(401, 404, 422, 429)
-_ROLLBACK = problem_responses(401, 403, 404, 409, 412, 422, 429)
+_ROLLBACK = {
+    **problem_responses(401, 403, 404, 409, 412, 422, 429),
+    **_documented_headers(200, "The event at its new version"),
+}
 
 
 def _link_next_page(request: Request, response: Response, next_after: int) -> None:

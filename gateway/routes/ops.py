@@ -4,6 +4,7 @@ from starlette.responses import Response
 
 from gateway.deps import Services
 from gateway.errors import problem_response
+from gateway.openapi import PROBLEM_SCHEMA
 from gateway.responses import JSONResponse
 
 router = APIRouter(tags=["operations"])
@@ -17,7 +18,12 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Every dependency is reachable",
-    responses={503: {"description": "A dependency is down"}},
+    responses={
+        503: {
+            "description": "A dependency is down (`checks` names which)",
+            "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
+        }
+    },
 )
 async def readyz(gateway: Services) -> Response:
     checks = await gateway.readiness()
@@ -27,6 +33,11 @@ async def readyz(gateway: Services) -> Response:
     return problem_response(503, detail=f"unreachable: {down}", checks=checks)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

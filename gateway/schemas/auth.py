@@ -5,6 +5,7 @@ from pydantic import BaseModel, EmailStr, Field
 
 from common.timeutil import from_timestamp
 from eventhub.auth.v1 import auth_pb2
+from gateway.schemas.text import NoNul
 
 Username = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
@@ -17,7 +18,9 @@ class RegisterIn(BaseModel):
 
 
 class LoginIn(BaseModel):
-    username: Annotated[str, Field(min_length=1, max_length=320, description="Username or email")]
+    username: Annotated[
+        str, Field(min_length=1, max_length=320, description="Username or email"), NoNul
+    ]
     password: Annotated[str, Field(min_length=1, max_length=128)]
 
 

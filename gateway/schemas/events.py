@@ -4,27 +4,45 @@ The gateway checks types and lengths; the event service checks the rules that
 involve several fields (end after start, recurrence, time zone) for every caller.
 """
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, field_serializer
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, field_serializer
+from pydantic_core import PydanticCustomError
 
 from common.timeutil import from_timestamp, rfc3339, to_timestamp
 from eventhub.common.v1 import common_pb2
 from eventhub.events.v1 import events_pb2
+from gateway.schemas.text import NoNul
 
-Title = Annotated[str, Field(min_length=1, max_length=200)]
-Description = Annotated[str, Field(max_length=10_000)]
-Location = Annotated[str, Field(max_length=1_000)]
-TimeZoneName = Annotated[str, Field(max_length=64, description="IANA time zone name")]
+Title = Annotated[str, Field(min_length=1, max_length=200), NoNul]
+Description = Annotated[str, Field(max_length=10_000), NoNul]
+Location = Annotated[str, Field(max_length=1_000), NoNul]
+TimeZoneName = Annotated[str, Field(max_length=64, description="IANA time zone name"), NoNul]
 RecurrenceRule = Annotated[
     str,
     Field(
         max_length=1_000,
         description="RFC 5545 RRULE body, e.g. FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10",
     ),
+    NoNul,
 ]
 RoleName = Literal["owner", "editor", "viewer"]
+
+_RFC3339_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _rfc3339_only(value: object) -> object:
+    """Pydantic also takes numbers as Unix times; the API takes RFC 3339 only."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339_DATE.match(value)):
+        return value
+    raise PydanticCustomError(
+        "datetime_format", "must be an RFC 3339 timestamp with an offset, e.g. 2026-03-01T09:00:00Z"
+    )
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
 
 ROLE_NAMES: dict[int, RoleName] = {
     common_pb2.ROLE_OWNER: "owner",
@@ -41,8 +59,8 @@ class EventIn(BaseModel):
     title: Title
     description: Description | None = ""
     location: Location | None = ""
-    start_time: AwareDatetime
-    end_time: AwareDatetime
+    start_time: Timestamp
+    end_time: Timestamp
     timezone: TimeZoneName | None = "UTC"
     is_recurring: bool = False
     recurrence_rule: RecurrenceRule | None = None
@@ -73,8 +91,8 @@ class EventPatchIn(BaseModel):
     title: Title | None = None
     description: Description | None = None
     location: Location | None = None
-    start_time: AwareDatetime | None = None
-    end_time: AwareDatetime | None = None
+    start_time: Timestamp | None = None
+    end_time: Timestamp | None = None
     timezone: TimeZoneName | None = None
     is_recurring: bool | None = None
     recurrence_rule: RecurrenceRule | None = None

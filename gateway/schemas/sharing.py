@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 from common.timeutil import from_timestamp, rfc3339
 from eventhub.sharing.v1 import sharing_pb2
 from gateway.schemas.events import ROLE_NAMES, ROLE_VALUES, RoleName
+from gateway.schemas.text import NoNul
 
 # The sharing service refuses more too.
 MAX_SHARE_TARGETS = 100
@@ -18,8 +19,8 @@ MAX_SHARE_TARGETS = 100
 class ShareTargetIn(BaseModel):
     """A user to share with, by `user_id` or by `username` (exactly one)."""
 
-    user_id: Annotated[str | None, Field(min_length=1, max_length=64)] = None
-    username: Annotated[str | None, Field(min_length=1, max_length=320)] = None
+    user_id: Annotated[str | None, Field(min_length=1, max_length=64), NoNul] = None
+    username: Annotated[str | None, Field(min_length=1, max_length=320), NoNul] = None
     role: RoleName
 
     @model_validator(mode="after")

@@ -2,10 +2,8 @@
 
 import asyncio
 import signal
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import httpx
@@ -27,6 +25,7 @@ from tests.history_service.helpers import (
     nats_url,
     publish_changes,
 )
+from tests.proxy import FlakyProxy, via
 
 
 def serving(address: str) -> bool:
@@ -81,99 +80,18 @@ def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(stack: Stack) -> N
     assert stored == {(p["event_id"], p["version"]): p["snapshot"] for p in payloads}
 
 
-class FlakyProxy:
-    """A TCP proxy to NATS that can cut every connection and refuse new ones (an outage)."""
-
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
-        self.port = free_port()
-        self.refused = 0
-        self._upstream = (upstream_host, upstream_port)
-        self._down = False
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        )
-        self._started.set()
-        self._loop.run_forever()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._down:
-            self.refused += 1
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        self._writers |= {writer, up_writer}
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def start(self) -> None:
-        self._thread.start()
-        self._started.wait(5)
-
-    def set_down(self, down: bool) -> None:
-        def apply() -> None:
-            self._down = down
-            if down:
-                for writer in self._writers:
-                    writer.close()
-                self._writers.clear()
-
-        self._loop.call_soon_threadsafe(apply)
-
-    def close(self) -> None:
-        async def shutdown() -> None:
-            self._server.close()
-            for writer in self._writers:
-                writer.close()
-            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in others:
-                task.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-
 @pytest.fixture
 def proxy_to() -> Iterator[Callable[[str], FlakyProxy]]:
     """Starts a FlakyProxy to the host and port of a URL."""
     started: list[FlakyProxy] = []
 
     def start(url: str) -> FlakyProxy:
-        netloc = urlsplit(url)
-        proxy = FlakyProxy(netloc.hostname or "127.0.0.1", netloc.port or 0)
-        proxy.start()
-        started.append(proxy)
-        return proxy
+        started.append(FlakyProxy.to(url))
+        return started[-1]
 
     yield start
     for proxy in started:
         proxy.close()
-
-
-def via(url: str, proxy: FlakyProxy) -> str:
-    """`url` with its host and port replaced by the proxy's."""
-    parts = urlsplit(url)
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))
 
 
 def start_isolated_replica(stack: Stack, namespace: str, tag: str, **env: str) -> None:

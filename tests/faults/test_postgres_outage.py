@@ -1,0 +1,96 @@
+"""PostgreSQL restarting under the services: every connection cut, new ones refused."""
+
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.conftest import User
+from tests.faults.conftest import Backing
+from tests.faults.helpers import assert_unavailable, create_event, event_body, wait_for_success
+
+pytestmark = pytest.mark.faults
+
+
+def reads(api: httpx.Client, user: User, url: str) -> list[Callable[[], httpx.Response]]:
+    """Requests that use each service's database pool (auth, sharing, events, history)."""
+    credentials = {"username": user.username, "password": user.password}
+    return [
+        lambda: api.post("/api/auth/login", json=credentials),
+        lambda: api.get("/api/auth/me", headers=user.headers),
+        lambda: api.get(f"{url}/permissions", headers=user.headers),
+        lambda: api.patch(url, json={"location": "room 1"}, headers=user.headers),
+        lambda: api.get(f"{url}/history", headers=user.headers),
+    ]
+
+
+def test_requests_fail_cleanly_during_the_outage_and_pools_reconnect(
+    api: httpx.Client, make_user: Callable[..., User], backing: Backing
+) -> None:
+    user = make_user()
+    url = f"/api/events/{create_event(api, user)['id']}"
+    headers = user.headers
+
+    with backing.postgres.outage():
+        for call in reads(api, user, url):
+            assert_unavailable(call)
+        assert_unavailable(lambda: api.get(url, headers=headers))
+        assert_unavailable(lambda: api.post("/api/events", json=event_body(), headers=headers))
+
+    for call in reads(api, user, url):
+        wait_for_success(call)
+    assert api.get(url, headers=headers).json()["version"] == 2
+
+
+def test_connections_a_restart_cut_are_replaced_before_use(
+    api: httpx.Client, make_user: Callable[..., User], backing: Backing
+) -> None:
+    """No request fails once PostgreSQL is back, though no request saw it go."""
+    user = make_user()
+    url = f"/api/events/{create_event(api, user)['id']}"
+    for call in reads(api, user, url):  # every pool holds connections now
+        assert call().is_success
+
+    backing.postgres.set_down(True)
+    backing.postgres.set_down(False)
+
+    for call in reads(api, user, url):
+        response = call()
+        assert response.is_success, response.text
+
+
+def test_a_retried_write_is_applied_once(
+    api: httpx.Client, make_user: Callable[..., User], backing: Backing
+) -> None:
+    user = make_user()
+    acknowledged_key, failed_key = str(uuid.uuid4()), str(uuid.uuid4())
+    acknowledged_body = event_body(f"acknowledged {acknowledged_key}")
+    failed_body = event_body(f"failed at first {failed_key}")
+
+    def post(body: dict, key: str) -> httpx.Response:
+        return api.post("/api/events", json=body, headers={**user.headers, "Idempotency-Key": key})
+
+    created = post(acknowledged_body, acknowledged_key)
+    assert created.status_code == 201, created.text
+
+    with backing.postgres.outage():
+        # The retry of an acknowledged write is answered from the idempotency store.
+        replayed = post(acknowledged_body, acknowledged_key)
+        assert replayed.status_code == 201
+        assert replayed.headers["idempotent-replayed"] == "true"
+        assert replayed.json() == created.json()
+        # A write that failed left nothing behind and did not use up its key...
+        assert_unavailable(lambda: post(failed_body, failed_key))
+
+    # ... so retrying it applies it, and retrying again does not apply it twice.
+    applied = wait_for_success(lambda: post(failed_body, failed_key))
+    assert applied.status_code == 201 and "idempotent-replayed" not in applied.headers
+    again = post(failed_body, failed_key)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == applied.json()["id"]
+
+    for key in (acknowledged_key, failed_key):
+        listed = api.get("/api/events", params={"q": key}, headers=user.headers)
+        assert listed.status_code == 200, listed.text
+        assert len(listed.json()["items"]) == 1, key
