@@ -8,9 +8,11 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     Row,
+    Text,
     Uuid,
     any_,
     bindparam,
+    cast,
     insert,
     or_,
     select,
@@ -131,8 +133,8 @@ async def update_event(conn: AsyncConnection, event_id: uuid.UUID, values: dict[
     await conn.execute(update(Event).where(Event.id == event_id).values(**values))
 
 
-def _visible(ids: Sequence[uuid.UUID]):  # type: ignore[no-untyped-def]
-    return Event.id == any_(bindparam("ids", list(ids), type_=ARRAY(Uuid)))
+def _visible(ids: Sequence[str]):  # type: ignore[no-untyped-def]
+    return Event.id == any_(cast(bindparam("ids", list(ids), type_=ARRAY(Text)), ARRAY(Uuid)))
 
 
 def _matching(query, text_filter: str):  # type: ignore[no-untyped-def]
@@ -151,7 +153,7 @@ def _matching(query, text_filter: str):  # type: ignore[no-untyped-def]
 
 async def list_page(
     conn: AsyncConnection,
-    ids: Sequence[uuid.UUID],
+    ids: Sequence[str],
     *,
     window: tuple[datetime | None, datetime | None] | None,
     text_filter: str,
@@ -173,7 +175,7 @@ async def list_page(
 
 async def schedules_in_window(
     conn: AsyncConnection,
-    ids: Sequence[uuid.UUID],
+    ids: Sequence[str],
     window: tuple[datetime, datetime],
     text_filter: str,
 ) -> Sequence[Row[Any]]:

@@ -23,6 +23,7 @@ MAX_SHARE_TARGETS = 100
 # The event service creates at most this many events at once.
 MAX_NEW_EVENTS = 500
 ROLE_ORDER = {Role.OWNER: 0, Role.EDITOR: 1, Role.VIEWER: 2}
+ROLE_BY_VALUE = {role.value: role for role in Role}
 
 UserLookup = Callable[[list[str], list[str]], Awaitable[list[KnownUser]]]
 
@@ -108,13 +109,13 @@ class SharingService:
             role = await repo.get_role(session, event, user)
         return Role(role) if role else None
 
-    async def list_grants(self, user_id: str, role: Role | None) -> list[tuple[uuid.UUID, Role]]:
+    async def list_grants(self, user_id: str, role: Role | None) -> list[tuple[str, Role]]:
         user = parse_uuid(user_id)
         if user is None:
             return []
         async with self._reads() as session:
             grants = await repo.grants_of_user(session, user, role)
-        return [(event_id, Role(granted)) for event_id, granted in grants]
+        return [(event_id, ROLE_BY_VALUE[granted]) for event_id, granted in grants]
 
     async def list_permissions(self, caller: Caller, event_id: str) -> list[Grant]:
         """Everyone with a role on the event, owners first; for any role holder."""

@@ -52,7 +52,7 @@ class SharingServicer(sharing_pb2_grpc.SharingServiceServicer):
         )
         return sharing_pb2.ListGrantsResponse(
             grants=[
-                sharing_pb2.Grant(event_id=str(event_id), role=ROLE_TO_PROTO[role])
+                sharing_pb2.Grant(event_id=event_id, role=ROLE_TO_PROTO[role])
                 for event_id, role in grants
             ]
         )

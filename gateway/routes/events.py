@@ -9,6 +9,7 @@ from common.timeutil import to_timestamp
 from eventhub.events.v1 import events_pb2
 from gateway.deps import CurrentUser, Services
 from gateway.openapi import problem_responses
+from gateway.responses import items_response
 from gateway.schemas.events import (
     ROLE_VALUES,
     BatchIn,
@@ -162,7 +163,7 @@ async def list_events(
                 role=role_value,  # type: ignore[arg-type]
             )
         )
-        return OccurrencePage(items=[Occurrence.from_proto(o) for o in expanded.items])
+        return items_response([Occurrence.from_proto(o) for o in expanded.items])
     page = await gateway.events.ListEvents(
         events_pb2.ListEventsRequest(
             start=to_timestamp(start) if start else None,
@@ -173,17 +174,18 @@ async def list_events(
             cursor=cursor or "",
         )
     )
-    return EventPage(
-        items=[Event.from_proto(e) for e in page.items], next_cursor=page.next_cursor or None
+    return items_response(
+        [Event.from_proto(e) for e in page.items], next_cursor=page.next_cursor or None
     )
 
 
 @router.post(
     "/batch",
     status_code=201,
+    response_model=EventList,
     responses=problem_responses(401, 409, 422, 429),
 )
-async def batch_create_events(body: BatchIn, user: CurrentUser, gateway: Services) -> EventList:
+async def batch_create_events(body: BatchIn, user: CurrentUser, gateway: Services) -> Response:
     """Create 1 to 500 events, all or none.
 
     A 422 names the bad item's fields (`events.2.start_time`); a 409 carries the
@@ -195,7 +197,7 @@ async def batch_create_events(body: BatchIn, user: CurrentUser, gateway: Service
             allow_conflicts=body.allow_conflicts,
         )
     )
-    return EventList(items=[Event.from_proto(e) for e in response.items])
+    return items_response([Event.from_proto(e) for e in response.items], status_code=201)
 
 
 @router.get(
@@ -299,6 +301,7 @@ async def delete_event(
 
 @router.get(
     "/{event_id}/occurrences",
+    response_model=OccurrenceList,
     responses=problem_responses(401, 404, 422, 429),
 )
 async def list_occurrences(
@@ -307,11 +310,11 @@ async def list_occurrences(
     gateway: Services,
     start: Annotated[Timestamp, Query(description="Window start (inclusive)")],
     end: Annotated[Timestamp, Query(description="Window end (exclusive), ≤ 1 year later")],
-) -> OccurrenceList:
+) -> Response:
     """The event's occurrences overlapping [start, end), expanded in its time zone."""
     response = await gateway.events.ListOccurrences(
         events_pb2.ListOccurrencesRequest(
             event_id=event_id, start=to_timestamp(start), end=to_timestamp(end)
         )
     )
-    return OccurrenceList(items=[Occurrence.from_proto(o) for o in response.items])
+    return items_response([Occurrence.from_proto(o) for o in response.items])

@@ -151,7 +151,7 @@ class Event(BaseModel):
 
     @classmethod
     def from_proto(cls, event: events_pb2.Event) -> "Event":
-        return cls(
+        return cls.model_construct(
             id=event.id,
             title=event.title,
             description=event.description,
@@ -182,7 +182,7 @@ class Occurrence(BaseModel):
 
     @classmethod
     def from_proto(cls, occurrence: events_pb2.Occurrence) -> "Occurrence":
-        return cls(
+        return cls.model_construct(
             event_id=occurrence.event_id,
             title=occurrence.title,
             start_time=from_timestamp(occurrence.start_time),
