@@ -135,7 +135,9 @@ local started = 0
 setup = function(thread) thread:set("tid", started); started = started + 1 end
 local function slot_body(title)
   counter = counter + 1
-  local start = 2208988800 + ((tid or 0) * 200000 + counter) * 7200
+  -- One slot a day per thread from 2040 on, at 20:00 UTC + thread: clear of every
+  -- seeded event and series, so creates measure the check, not 409s.
+  local start = 2208988800 + counter * 86400 + 72000 + (tid or 0) * 3600
   return string.format('{"title":"%s","start_time":"%s","end_time":"%s"}', title,
     os.date("!%Y-%m-%dT%H:%M:%SZ", start), os.date("!%Y-%m-%dT%H:%M:%SZ", start + 1800))
 end
