@@ -306,3 +306,28 @@ def test_missing_and_malformed_ids_are_not_found(events: EventServiceStub, make_
         for method, request in calls:
             error = rpc_error(lambda: method(request, metadata=auth(user)))  # noqa: B023
             assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_the_service_itself_refuses_callers_without_the_role(
+    events: EventServiceStub, sharing: SharingServiceStub, make_user
+) -> None:
+    """Defence in depth: called directly over gRPC, bypassing the gateway."""
+    owner, viewer, stranger = make_user(), make_user(), make_user()
+    event = create(events, owner)
+    share(sharing, owner, event.id, viewer, common_pb2.ROLE_VIEWER)
+    assert events.GetEvent(pb.GetEventRequest(id=event.id), metadata=auth(viewer)).role == (
+        common_pb2.ROLE_VIEWER
+    )
+    patch = pb.UpdateEventRequest(id=event.id, patch=pb.EventPatch(title="Hijacked"))
+    for call in (
+        lambda who: events.UpdateEvent(patch, metadata=auth(who)),
+        lambda who: events.DeleteEvent(pb.DeleteEventRequest(id=event.id), metadata=auth(who)),
+    ):
+        assert rpc_error(lambda c=call: c(viewer)).code() == grpc.StatusCode.PERMISSION_DENIED
+        assert rpc_error(lambda c=call: c(stranger)).code() == grpc.StatusCode.NOT_FOUND
+    hidden = rpc_error(
+        lambda: events.GetEvent(pb.GetEventRequest(id=event.id), metadata=auth(stranger))
+    )
+    assert hidden.code() == grpc.StatusCode.NOT_FOUND
+    unchanged = events.GetEvent(pb.GetEventRequest(id=event.id), metadata=auth(owner))
+    assert (unchanged.title, unchanged.version) == (event.title, 1)
