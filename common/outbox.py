@@ -7,6 +7,7 @@ twice (a crash between publish and marking it sent) is dropped by JetStream.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -100,6 +101,7 @@ class OutboxRelay:
         self._keep_sent_for = keep_sent_for
         self._wake = asyncio.Event()
         self._client: Client | None = None
+        self._task: asyncio.Task[None] | None = None
         self._last_purge = float("-inf")
 
     def wake(self) -> None:
@@ -171,7 +173,17 @@ class OutboxRelay:
                 )
             )
 
+    def start(self) -> None:
+        """Run the relay in the background until `close`."""
+        self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
     async def close(self) -> None:
+        """Stop relaying (unsent rows stay for the next start) and drain NATS."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
         if self._client is not None and not self._client.is_closed:
             try:
                 await self._client.drain()

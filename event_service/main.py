@@ -2,7 +2,6 @@
 gRPC server."""
 
 import asyncio
-import contextlib
 
 from redis.asyncio import Redis
 
@@ -50,12 +49,9 @@ async def run(settings: EventSettings) -> None:
         settings.event_cache_retry_after,
     )
     service = EventService(settings, engine, SharingServiceStub(sharing_channel), cache, relay.wake)
-    relay_task = asyncio.create_task(relay.run())
+    relay.start()
 
     async def close() -> None:
-        relay_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay_task
         await relay.close()
         await sharing_channel.close()
         await auth_channel.close()

@@ -1,7 +1,6 @@
 """Wiring of the sharing service: settings, database, auth client, outbox relay, gRPC server."""
 
 import asyncio
-import contextlib
 
 from common.db import autocommit, make_engine, make_sessionmaker
 from common.grpc_client import open_channel, public_key_fetcher
@@ -32,7 +31,7 @@ async def run(settings: SharingSettings) -> None:
         sharing_stream(settings.namespace),
         [sharing_subject(settings.namespace)],
     )
-    relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+    relay.start()
     service = SharingService(
         settings,
         sessions,
@@ -42,9 +41,6 @@ async def run(settings: SharingSettings) -> None:
     )
 
     async def close() -> None:
-        relay_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay_task
         await relay.close()
         await auth_channel.close()
         await engine.dispose()

@@ -1,13 +1,22 @@
-import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from common.errors import InvalidArgument
 from common.timeutil import to_timestamp
 from eventhub.events.v1 import events_pb2
 from gateway.deps import CurrentUser, Services
+from gateway.etags import (
+    ETAG_HEADER,
+    IfMatch,
+    IfNoneMatch,
+    documented_headers,
+    etag,
+    event_response,
+    expected_version,
+    not_modified,
+)
 from gateway.openapi import problem_responses
 from gateway.responses import items_response
 from gateway.schemas.events import (
@@ -28,18 +37,6 @@ from gateway.schemas.text import NoNul
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
-_ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
-# A version no event has: an If-Match that can never match still gets the
-# event's 404/403 first and 412 after that.
-_NO_VERSION = 0
-
-IfMatch = Annotated[
-    str | None,
-    Header(description='Apply only if the event is at this version (`"7"`); else 412'),
-]
-IfNoneMatch = Annotated[
-    str | None, Header(description='`"7"`: 304 Not Modified if the event is still at version 7')
-]
 WindowStart = Annotated[
     Timestamp | None, Query(description="Only occurrences ending after this instant")
 ]
@@ -48,65 +45,13 @@ WindowEnd = Annotated[
 ]
 
 
-_ETAG_HEADER = {"description": 'The event\'s version as a strong tag, e.g. `"3"`'}
-
-
-def _documented_headers(status: int, description: str, location: bool = False) -> dict:
-    headers = {"ETag": {**_ETAG_HEADER, "schema": {"type": "string"}}}
-    if location:
-        headers["Location"] = {"description": "The new event's URL", "schema": {"type": "string"}}
-    return {status: {"description": description, "headers": headers}}
-
-
-def _etag(version: int) -> str:
-    return f'"{version}"'
-
-
-def _entity_tags(header: str) -> list[tuple[bool, str]]:
-    """(weak, value) of each tag of an If-Match / If-None-Match list; a bare number
-    is taken as a strong tag."""
-    tags = []
-    for item in header.split(","):
-        match = _ENTITY_TAG.fullmatch(item)
-        if match:
-            tags.append((bool(match.group(1)), match.group(2)))
-        elif item.strip().isdigit():
-            tags.append((False, item.strip()))
-    return tags
-
-
-async def _expected_version(if_match: str | None, event_id: str, gateway: Services) -> int | None:
-    """The version an If-Match header allows the change at (strong comparison)."""
-    if if_match is None or if_match.strip() == "*":
-        return None
-    tags = _entity_tags(if_match)
-    versions = {int(value) for weak, value in tags if not weak and value.isdigit()}
-    if len(versions) > 1:
-        current = await gateway.events.GetEvent(events_pb2.GetEventRequest(id=event_id))
-        return current.version if current.version in versions else _NO_VERSION
-    return versions.pop() if versions else _NO_VERSION
-
-
-def _not_modified(if_none_match: str | None, version: int) -> bool:
-    if if_none_match is None:
-        return False
-    if if_none_match.strip() == "*":
-        return True
-    return any(value == str(version) for _, value in _entity_tags(if_none_match))
-
-
-def _event_response(event: events_pb2.Event, response: Response) -> Event:
-    response.headers["ETag"] = _etag(event.version)
-    return Event.from_proto(event)
-
-
 @router.post(
     "",
     status_code=201,
     response_model=Event,
     responses={
         **problem_responses(401, 409, 422, 429),
-        **_documented_headers(201, "Created", True),
+        **documented_headers(201, "Created", True),
     },
 )
 async def create_event(
@@ -123,7 +68,7 @@ async def create_event(
         events_pb2.CreateEventRequest(event=body.to_proto(), allow_conflicts=body.allow_conflicts)
     )
     response.headers["Location"] = f"/api/events/{event.id}"
-    return _event_response(event, response)
+    return event_response(event, response)
 
 
 @router.get(
@@ -206,10 +151,10 @@ async def batch_create_events(body: BatchIn, user: CurrentUser, gateway: Service
     responses={
         304: {
             "description": "Not Modified",
-            "headers": {"ETag": {**_ETAG_HEADER, "schema": {"type": "string"}}},
+            "headers": {"ETag": {**ETAG_HEADER, "schema": {"type": "string"}}},
         },
         **problem_responses(401, 404, 429),
-        **_documented_headers(200, "The event"),
+        **documented_headers(200, "The event"),
     },
 )
 async def get_event(
@@ -221,9 +166,9 @@ async def get_event(
 ) -> Any:
     """One event with the caller's role on it; `ETag` is its version."""
     event = await gateway.events.GetEvent(events_pb2.GetEventRequest(id=event_id))
-    if _not_modified(if_none_match, event.version):
-        return Response(status_code=304, headers={"ETag": _etag(event.version)})
-    return _event_response(event, response)
+    if not_modified(if_none_match, event.version):
+        return Response(status_code=304, headers={"ETag": etag(event.version)})
+    return event_response(event, response)
 
 
 @router.put(
@@ -231,7 +176,7 @@ async def get_event(
     response_model=Event,
     responses={
         **problem_responses(401, 403, 404, 409, 412, 422, 429),
-        **_documented_headers(200, "The changed event"),
+        **documented_headers(200, "The changed event"),
     },
 )
 async def replace_event(
@@ -247,10 +192,10 @@ async def replace_event(
     request = events_pb2.ReplaceEventRequest(
         id=event_id, event=body.to_proto(), allow_conflicts=body.allow_conflicts
     )
-    expected = await _expected_version(if_match, event_id, gateway)
+    expected = await expected_version(if_match, event_id, gateway)
     if expected is not None:
         request.expected_version = expected
-    return _event_response(await gateway.events.ReplaceEvent(request), response)
+    return event_response(await gateway.events.ReplaceEvent(request), response)
 
 
 @router.patch(
@@ -258,7 +203,7 @@ async def replace_event(
     response_model=Event,
     responses={
         **problem_responses(401, 403, 404, 409, 412, 422, 429),
-        **_documented_headers(200, "The changed event"),
+        **documented_headers(200, "The changed event"),
     },
 )
 async def update_event(
@@ -276,10 +221,10 @@ async def update_event(
     request = events_pb2.UpdateEventRequest(
         id=event_id, patch=body.to_proto(), allow_conflicts=body.allow_conflicts
     )
-    expected = await _expected_version(if_match, event_id, gateway)
+    expected = await expected_version(if_match, event_id, gateway)
     if expected is not None:
         request.expected_version = expected
-    return _event_response(await gateway.events.UpdateEvent(request), response)
+    return event_response(await gateway.events.UpdateEvent(request), response)
 
 
 @router.delete(
@@ -292,7 +237,7 @@ async def delete_event(
 ) -> Response:
     """Delete an event (owners only). Its history stays readable by its owners."""
     request = events_pb2.DeleteEventRequest(id=event_id)
-    expected = await _expected_version(if_match, event_id, gateway)
+    expected = await expected_version(if_match, event_id, gateway)
     if expected is not None:
         request.expected_version = expected
     await gateway.events.DeleteEvent(request)

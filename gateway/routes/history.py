@@ -6,13 +6,8 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from eventhub.history.v1 import history_pb2
 from gateway.deps import CurrentUser, Services
+from gateway.etags import IfMatch, documented_headers, event_response, expected_version
 from gateway.openapi import problem_responses
-from gateway.routes.events import (
-    IfMatch,
-    _documented_headers,
-    _event_response,
-    _expected_version,
-)
 from gateway.schemas.events import Event
 from gateway.schemas.history import (
     Changelog,
@@ -59,7 +54,7 @@ _PAGED: dict[int | str, dict[str, Any]] = {
 _READ = problem_responses(401, 404, 422, 429)
 _ROLLBACK = {
     **problem_responses(401, 403, 404, 409, 412, 422, 429),
-    **_documented_headers(200, "The event at its new version"),
+    **documented_headers(200, "The event at its new version"),
 }
 
 
@@ -118,10 +113,10 @@ async def rollback(
         version=version_id,
         allow_conflicts=body.allow_conflicts if body else False,
     )
-    expected = await _expected_version(if_match, event_id, gateway)
+    expected = await expected_version(if_match, event_id, gateway)
     if expected is not None:
         request.expected_version = expected
-    return _event_response(await gateway.history.RollbackEvent(request), response)
+    return event_response(await gateway.history.RollbackEvent(request), response)
 
 
 @router.get("/{event_id}/changelog", responses=_PAGED)
