@@ -34,6 +34,8 @@ def make_engine(database_url: str, pool_size: int) -> AsyncEngine:
         # UNAVAILABLE and is replaced.
         pool_recycle=1800,
         pool_timeout=5,
+        # Statement parameters (usernames, emails, hashes) stay out of error logs.
+        hide_parameters=True,
     )
     event.listen(engine.sync_engine.pool, "checkout", _replace_if_closed_by_server)
     return engine

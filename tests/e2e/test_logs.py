@@ -1,4 +1,4 @@
-"""Secrets never reach the logs. Runs last (by name) so it reads the whole session's logs."""
+"""Secrets never reach the logs: exercise every path that sees one, then read every log."""
 
 from pathlib import Path
 
