@@ -15,7 +15,7 @@ import grpc
 import httpx
 import pytest
 
-from scripts.stack import SERVICE_ADDR_VARS, Stack, isolated_deployment
+from scripts.stack import SERVICE_ADDR_VARS, Stack, free_port, isolated_deployment, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -114,3 +114,30 @@ def service_channel(stack: Stack) -> Iterator[Callable[[str], grpc.Channel]]:
     yield open_channel
     for channel in opened:
         channel.close()
+
+
+@pytest.fixture
+def start_gateway(stack: Stack) -> Iterator[Callable[..., httpx.Client]]:
+    """Starts extra gateway processes of the test stack with settings of their own."""
+    started: list[tuple[str, httpx.Client]] = []
+
+    def start(**env: str) -> httpx.Client:
+        port = free_port()
+        tag = f"-extra-{port}"
+        stack.start("gateway", {"EVENTHUB_GATEWAY_PORT": str(port), **env}, tag=tag)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        started.append(("gateway" + tag, client))
+
+        def healthy() -> bool:
+            try:
+                return client.get("/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(healthy, 30, f"gateway on port {port}")
+        return client
+
+    yield start
+    for key, client in started:
+        client.close()
+        stack.stop(key)

@@ -1,43 +1,14 @@
 """Rate limits hold across gateway replicas, and Redis outages follow the documented policy."""
 
-from collections.abc import Callable, Iterator
-
 import httpx
 import pytest
 
-from scripts.stack import Stack, free_port, wait_until
+from scripts.stack import free_port
 from tests.conftest import User
 from tests.e2e.helpers import assert_problem
 
 LOGIN_LIMIT = 6
 USER_LIMIT = 8
-
-
-@pytest.fixture
-def start_gateway(stack: Stack) -> Iterator[Callable[..., httpx.Client]]:
-    """Starts extra gateway processes of the test stack with their own settings."""
-    started: list[tuple[str, httpx.Client]] = []
-
-    def start(**env: str) -> httpx.Client:
-        port = free_port()
-        tag = f"-extra-{port}"
-        stack.start("gateway", {"EVENTHUB_GATEWAY_PORT": str(port), **env}, tag=tag)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-
-        def healthy() -> bool:
-            try:
-                return client.get("/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(healthy, 30, f"gateway on port {port}")
-        started.append(("gateway" + tag, client))
-        return client
-
-    yield start
-    for key, client in started:
-        client.close()
-        stack.stop(key)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Fixtures of the security tests: events to attack, the stack's signing key, and extra
 gateway processes with settings of their own."""
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +8,7 @@ import httpx
 import pytest
 
 from auth_service.keys import SigningKey
-from scripts.stack import Stack, free_port, wait_until
+from scripts.stack import Stack
 from tests.conftest import User
 
 START, END = "2033-04-05T09:00:00Z", "2033-04-05T10:00:00Z"
@@ -58,30 +57,3 @@ def snapshot(api: httpx.Client, owner: User, event_id: str) -> dict[str, Any]:
 def signing_key(stack: Stack) -> SigningKey:
     """The key the stack's auth service signs access tokens with."""
     return SigningKey.from_pem(Path(stack.env["EVENTHUB_JWT_PRIVATE_KEY_FILE"]).read_bytes())
-
-
-@pytest.fixture
-def start_gateway(stack: Stack) -> Iterator[Callable[..., httpx.Client]]:
-    """Starts an extra gateway process of the test stack with its own settings."""
-    started: list[tuple[str, httpx.Client]] = []
-
-    def start(**env: str) -> httpx.Client:
-        port = free_port()
-        tag = f"-security-{port}"
-        stack.start("gateway", {"EVENTHUB_GATEWAY_PORT": str(port), **env}, tag=tag)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-        started.append(("gateway" + tag, client))
-
-        def healthy() -> bool:
-            try:
-                return client.get("/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(healthy, 30, f"gateway on port {port}")
-        return client
-
-    yield start
-    for key, client in started:
-        client.close()
-        stack.stop(key)
