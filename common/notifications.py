@@ -10,6 +10,18 @@ from pydantic import BaseModel
 
 ChangeType = Literal["created", "updated", "rolled_back", "deleted"]
 
+# The fields a change can touch; `EventChange.changes` and diffs are over these.
+EDITABLE_FIELDS = (
+    "title",
+    "description",
+    "location",
+    "start_time",
+    "end_time",
+    "timezone",
+    "is_recurring",
+    "recurrence_rule",
+)
+
 
 class EventChange(BaseModel):
     """One version of an event, as the event service commits it."""

@@ -9,9 +9,10 @@ from sqlalchemy.dialects.postgresql import INT4MULTIRANGE, TSTZRANGE, Range
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import service_metadata
+from common.notifications import EDITABLE_FIELDS
 from common.outbox import outbox_table
 from common.timeutil import rfc3339
-from event_service.domain.events import EDITABLE_FIELDS, EventDraft, make_schedule
+from event_service.domain.events import EventDraft, make_schedule
 from event_service.domain.recurrence import Schedule
 
 SCHEMA = "events"

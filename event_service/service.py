@@ -30,7 +30,7 @@ from common.errors import (
     Unauthenticated,
     Unavailable,
 )
-from common.notifications import ChangeType, EventChange, event_subject
+from common.notifications import EDITABLE_FIELDS, ChangeType, EventChange, event_subject
 from common.timeutil import rfc3339, utcnow
 from common.tokens import Caller
 from event_service import repo
@@ -43,7 +43,6 @@ from event_service.domain.conflicts import (
     find_clashes,
 )
 from event_service.domain.events import (
-    EDITABLE_FIELDS,
     EventDraft,
     ValidEvent,
     json_value,

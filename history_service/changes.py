@@ -12,16 +12,6 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from common.notifications import EventChange
 
-EDITABLE_FIELDS = (
-    "title",
-    "description",
-    "location",
-    "start_time",
-    "end_time",
-    "timezone",
-    "is_recurring",
-    "recurrence_rule",
-)
 MAX_VERSION = 2**63 - 1
 
 

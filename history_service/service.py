@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from common.notifications import EDITABLE_FIELDS
 from common.timeutil import to_timestamp
 from common.tokens import Caller
 from eventhub.common.v1 import common_pb2
@@ -17,7 +18,7 @@ from eventhub.events.v1.events_pb2_grpc import EventServiceStub
 from eventhub.sharing.v1 import sharing_pb2
 from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
 from history_service import repo
-from history_service.changes import EDITABLE_FIELDS, Snapshot
+from history_service.changes import Snapshot
 from history_service.config import HistorySettings
 from history_service.models import EventVersion
 from history_service.notifier import VersionNotifier

@@ -20,16 +20,6 @@ from event_service.domain.recurrence import (
 TITLE_MAX = 200
 DESCRIPTION_MAX = 10_000
 LOCATION_MAX = 1_000
-EDITABLE_FIELDS = (
-    "title",
-    "description",
-    "location",
-    "start_time",
-    "end_time",
-    "timezone",
-    "is_recurring",
-    "recurrence_rule",
-)
 SCHEDULE_FIELDS = ("start_time", "end_time", "timezone", "is_recurring", "recurrence_rule")
 
 
