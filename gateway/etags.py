@@ -2,7 +2,7 @@
 If-Match guards changes (412 when stale) and If-None-Match reads (304)."""
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Header
 from starlette.responses import Response
@@ -52,7 +52,7 @@ def entity_tags(header: str) -> list[tuple[bool, str]]:
     return tags
 
 
-async def expected_version(if_match: str | None, event_id: str, gateway: Services) -> int | None:
+async def _expected_version(if_match: str | None, event_id: str, gateway: Services) -> int | None:
     """The version an If-Match header allows the change at (strong comparison)."""
     if if_match is None or if_match.strip() == "*":
         return None
@@ -75,3 +75,12 @@ def not_modified(if_none_match: str | None, version: int) -> bool:
 def event_response(event: events_pb2.Event, response: Response) -> Event:
     response.headers["ETag"] = etag(event.version)
     return Event.from_proto(event)
+
+
+async def apply_if_match(
+    request: Any, if_match: str | None, event_id: str, gateway: Services
+) -> None:
+    """Set `request.expected_version` when an If-Match header constrains the version."""
+    expected = await _expected_version(if_match, event_id, gateway)
+    if expected is not None:
+        request.expected_version = expected

@@ -11,10 +11,10 @@ from gateway.etags import (
     ETAG_HEADER,
     IfMatch,
     IfNoneMatch,
+    apply_if_match,
     documented_headers,
     etag,
     event_response,
-    expected_version,
     not_modified,
 )
 from gateway.openapi import problem_responses
@@ -192,9 +192,7 @@ async def replace_event(
     request = events_pb2.ReplaceEventRequest(
         id=event_id, event=body.to_proto(), allow_conflicts=body.allow_conflicts
     )
-    expected = await expected_version(if_match, event_id, gateway)
-    if expected is not None:
-        request.expected_version = expected
+    await apply_if_match(request, if_match, event_id, gateway)
     return event_response(await gateway.events.ReplaceEvent(request), response)
 
 
@@ -221,9 +219,7 @@ async def update_event(
     request = events_pb2.UpdateEventRequest(
         id=event_id, patch=body.to_proto(), allow_conflicts=body.allow_conflicts
     )
-    expected = await expected_version(if_match, event_id, gateway)
-    if expected is not None:
-        request.expected_version = expected
+    await apply_if_match(request, if_match, event_id, gateway)
     return event_response(await gateway.events.UpdateEvent(request), response)
 
 
@@ -237,9 +233,7 @@ async def delete_event(
 ) -> Response:
     """Delete an event (owners only). Its history stays readable by its owners."""
     request = events_pb2.DeleteEventRequest(id=event_id)
-    expected = await expected_version(if_match, event_id, gateway)
-    if expected is not None:
-        request.expected_version = expected
+    await apply_if_match(request, if_match, event_id, gateway)
     await gateway.events.DeleteEvent(request)
     return Response(status_code=204)
 

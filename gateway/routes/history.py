@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from eventhub.history.v1 import history_pb2
 from gateway.deps import CurrentUser, Services
-from gateway.etags import IfMatch, documented_headers, event_response, expected_version
+from gateway.etags import IfMatch, apply_if_match, documented_headers, event_response
 from gateway.openapi import problem_responses
 from gateway.schemas.events import Event
 from gateway.schemas.history import (
@@ -113,9 +113,7 @@ async def rollback(
         version=version_id,
         allow_conflicts=body.allow_conflicts if body else False,
     )
-    expected = await expected_version(if_match, event_id, gateway)
-    if expected is not None:
-        request.expected_version = expected
+    await apply_if_match(request, if_match, event_id, gateway)
     return event_response(await gateway.history.RollbackEvent(request), response)
 
 
