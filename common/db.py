@@ -64,12 +64,12 @@ def autocommit(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
-def migrate(migrations_dir: Path, database_url: str) -> None:
-    """Upgrade a service's schema to the newest revision."""
+def migrate(migrations_dir: Path, database_url: str, revision: str = "head") -> None:
+    """Upgrade a service's schema to `revision` (the newest by default)."""
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     config.attributes["database_url"] = database_url
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def run_migrations_online(metadata: MetaData) -> None:

@@ -27,9 +27,15 @@ async def connect(url: str, name: str) -> Client:
 
 
 async def ensure_stream(client: Client, stream: str, subjects: list[str]) -> None:
+    """Create the stream, or add subjects an older release did not publish on."""
     js = client.jetstream()
-    config = StreamConfig(name=stream, subjects=subjects, duplicate_window=600.0)
     try:
-        await js.stream_info(stream)
+        info = await js.stream_info(stream)
     except NotFoundError:
-        await js.add_stream(config)
+        await js.add_stream(StreamConfig(name=stream, subjects=subjects, duplicate_window=600.0))
+        return
+    missing = [s for s in subjects if s not in (info.config.subjects or [])]
+    if missing:
+        config = info.config
+        config.subjects = [*(config.subjects or []), *missing]
+        await js.update_stream(config)

@@ -1,7 +1,8 @@
 """Change notifications that services publish on NATS JetStream.
 
 A notification is JSON; its JetStream message id (`Nats-Msg-Id`) is
-`<entity id>:<version>` so that relays and retries deduplicate.
+`<event id>:<version>` (`<event id>:access:<access version>` for access changes) so
+that relays and retries deduplicate.
 """
 
 from typing import Any, Literal
@@ -37,16 +38,25 @@ class EventChange(BaseModel):
     changes: dict[str, dict[str, Any]]
 
 
-class PermissionChange(BaseModel):
-    """A grant, role change or revoke on an event."""
+class AccessChange(BaseModel):
+    """One user's role changing: granted (`previous_role` None), changed, or revoked
+    (`role` None). `sequence` is the event's access version after this change."""
 
-    event_id: str
     user_id: str
     role: str | None
-    previous_role: str | None
+    previous_role: str | None = None
+    sequence: int
+
+
+class AccessChanged(BaseModel):
+    """Changes of an event's access list committed together, as the event service
+    commits them (the first owner's grant on create is one too)."""
+
+    event_id: str
+    access_version: int
     actor_id: str
     occurred_at: str
-    sequence: int
+    changes: list[AccessChange]
 
 
 def event_stream(namespace: str) -> str:
@@ -57,9 +67,10 @@ def event_subject(namespace: str, event_id: str = "*") -> str:
     return f"{namespace}.events.changes.{event_id}"
 
 
-def sharing_stream(namespace: str) -> str:
-    return f"{namespace.upper()}_PERMISSION_CHANGES"
+def access_subject(namespace: str, event_id: str = "*") -> str:
+    """Access-list changes travel on the event stream too, beside the event's versions."""
+    return f"{namespace}.events.access.{event_id}"
 
 
-def sharing_subject(namespace: str, event_id: str = "*") -> str:
-    return f"{namespace}.sharing.changes.{event_id}"
+def event_stream_subjects(namespace: str) -> list[str]:
+    return [event_subject(namespace, "*"), access_subject(namespace, "*")]

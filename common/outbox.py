@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 PURGE_INTERVAL = 300.0
 
+# (subject, Nats-Msg-Id, payload)
+Message = tuple[str, str, bytes]
+
 
 def outbox_table(metadata: MetaData) -> Table:
     return Table(
@@ -54,21 +57,10 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
-async def enqueue(
-    session: AsyncSession | AsyncConnection,
-    table: Table,
-    subject: str,
-    msg_id: str,
-    payload: bytes,
-) -> None:
-    """Add a notification in the caller's transaction."""
-    await session.execute(insert(table).values(subject=subject, msg_id=msg_id, payload=payload))
-
-
 async def enqueue_many(
     session: AsyncSession | AsyncConnection,
     table: Table,
-    messages: list[tuple[str, str, bytes]],
+    messages: list[Message],
 ) -> None:
     """Add (subject, msg_id, payload) notifications in the caller's transaction, in one go."""
     if messages:

@@ -1,9 +1,11 @@
-"""Read-through cache of single events in Redis.
+"""Read-through cache of events and their access lists in Redis.
 
-Each entry holds an event and its version; writers store the new version after
-commit, and a store only replaces an older version (compared inside Redis), so a
-reader that loaded an older row before a write cannot put it back afterwards. A
-deleted event is kept as a tombstone for the same reason. Roles are never cached.
+One hash per event holds the event with its version and the access list (a field
+`u:<user id>` per role holder) with its access version, so one HMGET answers a read:
+the event and the caller's role. Writers store the new event or access list after
+commit, and a store only replaces an older version of each part (compared inside
+Redis), so a reader that loaded older rows before a write cannot put them back
+afterwards. A deleted event is kept as a tombstone for the same reason.
 When Redis fails the cache is bypassed for a moment: reads go to PostgreSQL. An
 event whose new version could not be stored is not read from the cache by this
 replica until a store succeeds; entries expire after a short TTL in any case.
@@ -12,25 +14,51 @@ replica until a store succeeds; entries expire after a short TTL in any case.
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from common.roles import Role
 from event_service.models import StoredEvent
+from event_service.repo import AccessList
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] entry; ARGV: version, payload, ttl seconds. Stores unless a newer or equal
-# version is already there.
+# KEYS[1] entry; ARGV: ttl, event version (0: no event), event payload, access version
+# (0: no access list), then user id, role pairs. Each part is stored unless a newer or
+# equal version of it is already there.
 _STORE_IF_NEWER = """
-local current = redis.call('HGET', KEYS[1], 'version')
-if current and tonumber(current) >= tonumber(ARGV[1]) then
-  return 0
+local stored = false
+local version = tonumber(ARGV[2])
+if version > 0 then
+  local current = redis.call('HGET', KEYS[1], 'version')
+  if not current or tonumber(current) < version then
+    redis.call('HSET', KEYS[1], 'version', ARGV[2], 'event', ARGV[3])
+    stored = true
+  end
 end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'event', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
+local access_version = tonumber(ARGV[4])
+if access_version > 0 then
+  local current = redis.call('HGET', KEYS[1], 'access_version')
+  if not current or tonumber(current) < access_version then
+    for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+      if string.sub(field, 1, 2) == 'u:' then redis.call('HDEL', KEYS[1], field) end
+    end
+    redis.call('HSET', KEYS[1], 'access_version', ARGV[4])
+    for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], 'u:' .. ARGV[i], ARGV[i + 1]) end
+    stored = true
+  end
+end
+if stored then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return stored and 1 or 0
 """
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRead:
+    event: StoredEvent
+    role: Role | None
 
 
 class EventCache:
@@ -40,7 +68,7 @@ class EventCache:
         self._ttl = ttl
         self._retry_after = retry_after
         self._bypass_until = 0.0
-        # Events whose newest version this replica failed to store.
+        # Events whose newest version or access list this replica failed to store.
         self._unsynced: set[uuid.UUID] = set()
         self._store = redis.register_script(_STORE_IF_NEWER)
 
@@ -54,33 +82,47 @@ class EventCache:
         self._bypass_until = time.monotonic() + self._retry_after
         log.warning("event cache bypassed", extra={"error": repr(error)})
 
-    async def get(self, event_id: uuid.UUID) -> StoredEvent | None:
-        """The cached event (`deleted` set for a tombstone), or None on a miss."""
+    async def get(self, event_id: uuid.UUID, user_id: str) -> CachedRead | None:
+        """The cached event (`deleted` set for a tombstone) and the user's role, or
+        None unless both the event and its access list are cached."""
         if not self._available() or event_id in self._unsynced:
             return None
         try:
-            payload = await self._redis.hget(self._key(event_id), "event")
+            payload, access_version, role = await self._redis.hmget(
+                self._key(event_id), ("event", "access_version", f"u:{user_id}")
+            )
         except (RedisError, OSError) as error:
             self._failed(error)
             return None
-        if payload is None:
+        if payload is None or access_version is None:
             return None
         try:
-            return StoredEvent.from_json(payload)
+            event = StoredEvent.from_json(payload)
+            return CachedRead(event, Role(role.decode()) if role else None)
         except (ValueError, TypeError, KeyError):
             return None
 
-    async def put(self, event: StoredEvent) -> None:
-        """Store the event unless the cache holds the same or a newer version."""
+    async def put(
+        self, event_id: uuid.UUID, event: StoredEvent | None, access: AccessList | None = None
+    ) -> None:
+        """Store the event and/or its access list, each unless the cache holds the same
+        or a newer version of it."""
         if not self._available():
-            self._unsynced.add(event.id)
+            self._unsynced.add(event_id)
             return
+        args: list[str | int | bytes] = [
+            self._ttl,
+            event.version if event else 0,
+            event.to_json() if event else b"",
+            access.version if access else 0,
+        ]
+        for user, role in (access.roles if access else {}).items():
+            args += [user, role.value]
         try:
-            await self._store(
-                keys=[self._key(event.id)], args=[event.version, event.to_json(), self._ttl]
-            )
+            await self._store(keys=[self._key(event_id)], args=args)
         except (RedisError, OSError) as error:
-            self._unsynced.add(event.id)
+            self._unsynced.add(event_id)
             self._failed(error)
         else:
-            self._unsynced.discard(event.id)
+            if event is not None and access is not None:  # the whole entry is current again
+                self._unsynced.discard(event_id)

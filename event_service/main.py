@@ -1,5 +1,4 @@
-"""Wiring of the event service: settings, database, Redis, sharing client, outbox relay,
-gRPC server."""
+"""Wiring of the event service: settings, database, Redis, outbox relay, gRPC server."""
 
 import asyncio
 
@@ -9,16 +8,16 @@ from common.db import make_engine, make_sessionmaker
 from common.grpc_client import open_channel, public_key_fetcher
 from common.grpc_server import serve
 from common.logging import configure_logging
-from common.notifications import event_stream, event_subject
+from common.notifications import event_stream, event_stream_subjects
 from common.outbox import OutboxRelay
 from common.tokens import TokenVerifier
+from event_service.access import AccessService
 from event_service.cache import EventCache
 from event_service.config import EventSettings
 from event_service.models import outbox
 from event_service.service import EventService
 from event_service.servicer import EventServicer
 from eventhub.events.v1 import events_pb2, events_pb2_grpc
-from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
 
 
 async def run(settings: EventSettings) -> None:
@@ -26,12 +25,6 @@ async def run(settings: EventSettings) -> None:
     sessions = make_sessionmaker(engine)
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     auth_channel = open_channel(settings.auth_addr, settings.grpc_deadline)
-    # ListGrants of a user with very many events exceeds gRPC's default 4 MiB.
-    sharing_channel = open_channel(
-        settings.sharing_addr,
-        settings.grpc_deadline,
-        options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)],
-    )
     verifier = TokenVerifier(
         settings.jwt_issuer, settings.jwt_audience, public_key_fetcher(auth_channel)
     )
@@ -40,7 +33,7 @@ async def run(settings: EventSettings) -> None:
         sessions,
         settings.nats_url,
         event_stream(settings.namespace),
-        [event_subject(settings.namespace, "*")],
+        event_stream_subjects(settings.namespace),
     )
     cache = EventCache(
         redis,
@@ -48,12 +41,12 @@ async def run(settings: EventSettings) -> None:
         settings.event_cache_ttl,
         settings.event_cache_retry_after,
     )
-    service = EventService(settings, engine, SharingServiceStub(sharing_channel), cache, relay.wake)
+    service = EventService(settings, engine, cache, relay.wake)
+    access = AccessService(settings.namespace, engine, cache, relay.wake)
     relay.start()
 
     async def close() -> None:
         await relay.close()
-        await sharing_channel.close()
         await auth_channel.close()
         await redis.aclose()
         await engine.dispose()
@@ -62,7 +55,7 @@ async def run(settings: EventSettings) -> None:
         port=settings.grpc_port,
         service_names=[events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name],
         register=lambda server: events_pb2_grpc.add_EventServiceServicer_to_server(
-            EventServicer(service), server
+            EventServicer(service, access), server
         ),
         verifier=verifier,
         shutdown_grace=settings.shutdown_grace,

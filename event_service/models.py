@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, DateTime, Text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Text
 from sqlalchemy.dialects.postgresql import INT4MULTIRANGE, TSTZRANGE, Range
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -47,6 +47,40 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # +1 on every change of the event's access list (EventAccess rows): readers and
+    # the cache keep the newest, and the sharing service changes access optimistically.
+    access_version: Mapped[int] = mapped_column(BigInteger)
+
+
+class EventAccess(Base):
+    """A user's role on an event: the system of record for access.
+
+    `event_created_at` repeats the event's creation time so that a user's listing
+    (newest first) walks this table's index in order and stops after one page,
+    however many events the user can see.
+    """
+
+    __tablename__ = "event_access"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(Event.id), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    role: Mapped[str] = mapped_column(Text)
+    # Copied from the token or the auth service when granted; usernames never change.
+    username: Mapped[str] = mapped_column(Text)
+    granted_by: Mapped[uuid.UUID]
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("role IN ('owner', 'editor', 'viewer')", name="role"),
+        Index(
+            "ix_event_access_user_listing",
+            "user_id",
+            event_created_at.desc(),
+            event_id.desc(),
+            postgresql_include=["role"],
+        ),
+    )
 
 
 outbox = outbox_table(Base.metadata)

@@ -2,18 +2,19 @@
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     Row,
     Text,
-    Uuid,
-    any_,
     bindparam,
     cast,
+    delete,
+    func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -21,9 +22,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import TSTZRANGE, Range
+from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from event_service.models import SCHEMA, Event, StoredEvent
+from common.roles import Role
+from event_service.models import SCHEMA, Event, EventAccess, StoredEvent
 
 _EVENT_COLUMNS = (
     Event.id,
@@ -44,8 +47,47 @@ _EVENT_COLUMNS = (
 _LIVE = Event.deleted_at.is_(None)
 
 
+_FIELD_COUNT = len(_EVENT_COLUMNS)
+
+
 def _stored(row: Row[Any]) -> StoredEvent:
-    return StoredEvent(*row)
+    return StoredEvent(*row[:_FIELD_COUNT])
+
+
+def _role(value: str | None) -> Role | None:
+    return Role(value) if value is not None else None
+
+
+def _role_of(user_id: uuid.UUID):  # type: ignore[no-untyped-def]
+    """The user's role on the event of the enclosing query (NULL for none)."""
+    return (
+        select(EventAccess.role)
+        .where(EventAccess.event_id == Event.id, EventAccess.user_id == user_id)
+        .scalar_subquery()
+    )
+
+
+_ACCESS_MAP = (
+    select(
+        func.coalesce(
+            func.json_object_agg(cast(EventAccess.user_id, Text), EventAccess.role),
+            literal_column("'{}'::json"),
+        )
+    )
+    .where(EventAccess.event_id == Event.id)
+    .scalar_subquery()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessList:
+    """Who holds which role on an event, at one access version."""
+
+    version: int
+    roles: dict[str, Role]
+
+    def role_of(self, user_id: str) -> Role | None:
+        return self.roles.get(user_id)
 
 
 def span_range(start: datetime, end: datetime | None) -> Range[datetime]:
@@ -64,23 +106,116 @@ async def lock_owner_calendar(conn: AsyncConnection, owner_id: uuid.UUID) -> Non
     )
 
 
-async def get_event(conn: AsyncConnection, event_id: uuid.UUID) -> StoredEvent | None:
-    """The event, also a deleted one (`deleted` set)."""
-    row = (await conn.execute(select(*_EVENT_COLUMNS).where(Event.id == event_id))).first()
-    return _stored(row) if row else None
+async def get_event_and_access(
+    conn: AsyncConnection, event_id: uuid.UUID
+) -> tuple[StoredEvent, AccessList] | None:
+    """The event (also a deleted one, `deleted` set) with its whole access list: what
+    the read cache holds, in one query."""
+    query = select(*_EVENT_COLUMNS, Event.access_version, _ACCESS_MAP).where(Event.id == event_id)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    version, roles = row[_FIELD_COUNT:]
+    return _stored(row), AccessList(version, {user: Role(role) for user, role in roles.items()})
 
 
-async def lock_live_event(conn: AsyncConnection, event_id: uuid.UUID) -> StoredEvent | None:
-    row = (
+async def get_event_and_role(
+    conn: AsyncConnection, event_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[StoredEvent, Role | None] | None:
+    """The event (also a deleted one) and the user's role on it, from PostgreSQL."""
+    query = select(*_EVENT_COLUMNS, _role_of(user_id)).where(Event.id == event_id)
+    row = (await conn.execute(query)).first()
+    return (_stored(row), _role(row[-1])) if row else None
+
+
+async def lock_live_event(
+    conn: AsyncConnection, event_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[StoredEvent, Role | None] | None:
+    """The live event, locked until commit, and the user's role on it."""
+    query = (
+        select(*_EVENT_COLUMNS, _role_of(user_id))
+        .where(Event.id == event_id, _LIVE)
+        .with_for_update(of=Event)
+    )
+    row = (await conn.execute(query)).first()
+    return (_stored(row), _role(row[-1])) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    user_id: uuid.UUID
+    username: str
+    role: Role
+    granted_by: uuid.UUID
+    granted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventAccessRows:
+    """A live event's access list with the details the permissions list shows."""
+
+    event_id: uuid.UUID
+    version: int
+    created_at: datetime
+    entries: list[AccessEntry]
+
+    def role_of(self, user_id: uuid.UUID) -> Role | None:
+        return next((e.role for e in self.entries if e.user_id == user_id), None)
+
+
+async def get_access(
+    conn: AsyncConnection, event_id: uuid.UUID, *, lock: bool = False
+) -> EventAccessRows | None:
+    """A live event's access list; with `lock`, the event row stays locked until
+    commit, which serialises changes of its access list."""
+    query = select(Event.access_version, Event.created_at).where(Event.id == event_id, _LIVE)
+    head = (await conn.execute(query.with_for_update() if lock else query)).first()
+    if head is None:
+        return None
+    rows = await conn.execute(
+        select(
+            EventAccess.user_id,
+            EventAccess.username,
+            EventAccess.role,
+            EventAccess.granted_by,
+            EventAccess.granted_at,
+        ).where(EventAccess.event_id == event_id)
+    )
+    entries = [AccessEntry(u, name, Role(role), by, at) for u, name, role, by, at in rows]
+    return EventAccessRows(event_id, head.access_version, head.created_at, entries)
+
+
+async def insert_access(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    await conn.execute(insert(EventAccess), rows)
+
+
+async def save_access(
+    conn: AsyncConnection,
+    event_id: uuid.UUID,
+    version: int,
+    granted: list[dict[str, Any]],
+    revoked: list[uuid.UUID],
+) -> None:
+    """Write granted roles (insert or replace), remove revoked ones, set the version."""
+    if granted:
+        statement = upsert(EventAccess).values(granted)
         await conn.execute(
-            select(*_EVENT_COLUMNS).where(Event.id == event_id, _LIVE).with_for_update()
+            statement.on_conflict_do_update(
+                index_elements=[EventAccess.event_id, EventAccess.user_id],
+                set_={
+                    "role": statement.excluded.role,
+                    "granted_by": statement.excluded.granted_by,
+                    "granted_at": statement.excluded.granted_at,
+                },
+            )
         )
-    ).first()
-    return _stored(row) if row else None
-
-
-async def owner_of(conn: AsyncConnection, event_id: uuid.UUID) -> uuid.UUID | None:
-    return await conn.scalar(select(Event.owner_id).where(Event.id == event_id, _LIVE))
+    if revoked:
+        await conn.execute(
+            delete(EventAccess).where(
+                EventAccess.event_id == event_id, EventAccess.user_id.in_(revoked)
+            )
+        )
+    await conn.execute(update(Event).where(Event.id == event_id).values(access_version=version))
 
 
 _CLASH_CANDIDATES = text(
@@ -133,8 +268,12 @@ async def update_event(conn: AsyncConnection, event_id: uuid.UUID, values: dict[
     await conn.execute(update(Event).where(Event.id == event_id).values(**values))
 
 
-def _visible(ids: Sequence[str]):  # type: ignore[no-untyped-def]
-    return Event.id == any_(cast(bindparam("ids", list(ids), type_=ARRAY(Text)), ARRAY(Uuid)))
+def _visible_to(query, user_id: uuid.UUID, role: Role | None):  # type: ignore[no-untyped-def]
+    """Join the user's access rows: only live events the user holds a role on."""
+    query = query.join(EventAccess, EventAccess.event_id == Event.id).where(
+        EventAccess.user_id == user_id, _LIVE
+    )
+    return query.where(EventAccess.role == role.value) if role else query
 
 
 def _matching(query, text_filter: str):  # type: ignore[no-untyped-def]
@@ -153,34 +292,42 @@ def _matching(query, text_filter: str):  # type: ignore[no-untyped-def]
 
 async def list_page(
     conn: AsyncConnection,
-    ids: Sequence[str],
+    user_id: uuid.UUID,
     *,
+    role: Role | None,
     window: tuple[datetime | None, datetime | None] | None,
     text_filter: str,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> list[StoredEvent]:
-    """Live events among `ids`, newest first (created_at, id descending), after a key."""
-    query = select(*_EVENT_COLUMNS).where(_visible(ids), _LIVE)
+) -> list[tuple[StoredEvent, Role]]:
+    """Live events the user holds a role on, newest first (created_at, id descending),
+    after a key, with the user's role. Walks the user's access index in that order,
+    so a page costs the same however many events the user can see."""
+    query = _visible_to(select(*_EVENT_COLUMNS, EventAccess.role), user_id, role)
     if window is not None:
         query = query.where(
             Event.span.op("&&")(bindparam("window", Range(*window, bounds="[)"), type_=TSTZRANGE))
         )
     if after is not None:
-        query = query.where(tuple_(Event.created_at, Event.id) < tuple_(*after))
+        query = query.where(
+            tuple_(EventAccess.event_created_at, EventAccess.event_id) < tuple_(*after)
+        )
     query = _matching(query, text_filter)
-    query = query.order_by(Event.created_at.desc(), Event.id.desc()).limit(limit)
-    return [_stored(row) for row in (await conn.execute(query)).all()]
+    query = query.order_by(EventAccess.event_created_at.desc(), EventAccess.event_id.desc()).limit(
+        limit
+    )
+    return [(_stored(row), Role(row[-1])) for row in (await conn.execute(query)).all()]
 
 
 async def schedules_in_window(
     conn: AsyncConnection,
-    ids: Sequence[str],
+    user_id: uuid.UUID,
+    role: Role | None,
     window: tuple[datetime, datetime],
     text_filter: str,
 ) -> Sequence[Row[Any]]:
     """(id, title, start_time, end_time, timezone, recurrence_rule) of the live events
-    among `ids` whose span overlaps the window."""
+    the user holds a role on whose span overlaps the window."""
     query = select(
         Event.id,
         Event.title,
@@ -188,9 +335,6 @@ async def schedules_in_window(
         Event.end_time,
         Event.timezone,
         Event.recurrence_rule,
-    ).where(
-        _visible(ids),
-        _LIVE,
-        Event.span.op("&&")(bindparam("window", span_range(*window), type_=TSTZRANGE)),
-    )
+    ).where(Event.span.op("&&")(bindparam("window", span_range(*window), type_=TSTZRANGE)))
+    query = _visible_to(query, user_id, role)
     return (await conn.execute(_matching(query, text_filter))).all()

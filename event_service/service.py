@@ -1,12 +1,13 @@
 """The rules of events, independent of gRPC: roles, versions, conflicts, notifications.
 
-Roles come from the sharing service on every call (never cached). Every change of
-one owner's calendar runs under that owner's advisory lock, so two overlapping
-events cannot both pass the conflict check. A change, its notification (outbox)
-and, on create, the owner's grant commit together.
+Roles live beside the events (`event_access`): a read takes the event and the
+caller's role from one cache read or one query, and a write checks the role again
+inside its transaction. Every change of one owner's calendar runs under that
+owner's advisory lock, so two overlapping events cannot both pass the conflict
+check. A change and its notification (outbox) commit together; a create also
+commits the owner's access row and its access-change notification.
 """
 
-import asyncio
 import base64
 import uuid
 from collections.abc import Callable
@@ -14,7 +15,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-import grpc
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -22,18 +22,23 @@ from common import outbox
 from common.db import autocommit
 from common.errors import (
     Conflict,
-    DomainError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     PreconditionFailed,
-    Unauthenticated,
-    Unavailable,
 )
-from common.notifications import EDITABLE_FIELDS, ChangeType, EventChange, event_subject
+from common.notifications import (
+    EDITABLE_FIELDS,
+    AccessChange,
+    ChangeType,
+    EventChange,
+    event_subject,
+)
+from common.roles import Role
 from common.timeutil import rfc3339, utcnow
 from common.tokens import Caller
 from event_service import repo
+from event_service.access import access_notification
 from event_service.cache import EventCache
 from event_service.config import EventSettings
 from event_service.domain.conflicts import (
@@ -43,8 +48,10 @@ from event_service.domain.conflicts import (
     find_clashes,
 )
 from event_service.domain.events import (
+    EVENT_NOT_FOUND,
     EventDraft,
     ValidEvent,
+    event_uuid,
     json_value,
     make_schedule,
     validate,
@@ -53,18 +60,15 @@ from event_service.domain.events import (
 from event_service.domain.recurrence import MAX_YEAR, MIN_YEAR, Schedule, week_footprint
 from event_service.models import StoredEvent
 from event_service.models import outbox as outbox_table
-from eventhub.common.v1.common_pb2 import ROLE_EDITOR, ROLE_OWNER, ROLE_UNSPECIFIED, ROLE_VIEWER
-from eventhub.sharing.v1 import sharing_pb2
-from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
 
-EVENT_NOT_FOUND = "event not found"
+ROLE_TOO_LOW = "your role on this event does not allow this"
+# A new event's access list: its owner's grant, change 1.
+FIRST_ACCESS_VERSION = 1
 MAX_BATCH = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 MAX_WINDOW = timedelta(days=366)
 MAX_EXPANDED_OCCURRENCES = 20_000
-_ROLE_RANK = {ROLE_OWNER: 3, ROLE_EDITOR: 2, ROLE_VIEWER: 1}
-_ROLE_FILTERS = {ROLE_UNSPECIFIED, *_ROLE_RANK}
 _FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -74,7 +78,7 @@ class EventView:
     """An event as one caller sees it: with their role."""
 
     event: StoredEvent
-    role: int
+    role: Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +99,7 @@ class ListQuery:
     start: datetime | None = None
     end: datetime | None = None
     text: str = ""
-    role: int = ROLE_UNSPECIFIED
+    role: Role | None = None
     limit: int = 0
     cursor: str = ""
 
@@ -105,44 +109,33 @@ class EventService:
         self,
         settings: EventSettings,
         engine: AsyncEngine,
-        sharing: SharingServiceStub,
         cache: EventCache,
         notify: Callable[[], None],
     ) -> None:
         self._settings = settings
         self._engine = engine
         self._reader = autocommit(engine)
-        self._sharing = sharing
         self._cache = cache
         self._notify = notify
 
     # Reading
 
     async def get(self, caller: Caller, event_id: str) -> EventView:
-        parsed = _event_uuid(event_id)
-        role, cached = await asyncio.gather(self._role(parsed, caller), self._cache.get(parsed))
-        if role == ROLE_UNSPECIFIED:
-            raise NotFound(EVENT_NOT_FOUND)
-        event = cached
-        if event is None:
-            async with self._reader.connect() as conn:
-                event = await repo.get_event(conn, parsed)
-            if event is None:
-                raise NotFound(EVENT_NOT_FOUND)
-            await self._cache.put(event)
-        if event.deleted:
+        parsed = event_uuid(event_id)
+        event, role = await self._read(parsed, caller)
+        if role is None or event.deleted:
             raise NotFound(EVENT_NOT_FOUND)
         return EventView(event, role)
 
-    async def get_version(self, caller: Caller, event_id: str) -> StoredEvent:
-        """The event's current version, also once deleted (any role)."""
-        parsed = _event_uuid(event_id)
-        await self._require_role(parsed, caller, ROLE_VIEWER)
+    async def get_version(self, caller: Caller, event_id: str) -> EventView:
+        """The event's current version and the caller's role, also once deleted,
+        from PostgreSQL (never older than the last acknowledged write)."""
+        parsed = event_uuid(event_id)
         async with self._reader.connect() as conn:
-            event = await repo.get_event(conn, parsed)
-        if event is None:
+            found = await repo.get_event_and_role(conn, parsed, uuid.UUID(caller.user_id))
+        if found is None or found[1] is None:
             raise NotFound(EVENT_NOT_FOUND)
-        return event
+        return EventView(*found)  # type: ignore[arg-type]
 
     async def list_events(self, caller: Caller, query: ListQuery) -> EventPage:
         """Events the caller has a role on, newest first, keyset-paged."""
@@ -150,8 +143,6 @@ class EventService:
         errors = _window_errors(query.start, query.end, required=False)
         if not 1 <= limit <= MAX_PAGE_SIZE:
             errors.append({"field": "limit", "message": f"must be 1 to {MAX_PAGE_SIZE}"})
-        if query.role not in _ROLE_FILTERS:
-            errors.append({"field": "role", "message": "must be owner, editor or viewer"})
         after = None
         if query.cursor:
             after = _decode_cursor(query.cursor)
@@ -159,45 +150,46 @@ class EventService:
                 errors.append({"field": "cursor", "message": "is not a cursor this API issued"})
         if errors:
             raise InvalidArgument(errors)
-        grants = await self._grants(caller, query.role)
-        if not grants:
-            return EventPage([], "")
         window = (query.start, query.end) if query.start or query.end else None
         fetch = limit + 1
-        found: list[StoredEvent] = []
+        found: list[tuple[StoredEvent, Role]] = []
         async with self._reader.connect() as conn:
             while len(found) <= limit:
                 batch = await repo.list_page(
                     conn,
-                    list(grants),
+                    uuid.UUID(caller.user_id),
+                    role=query.role,
                     window=window,
                     text_filter=query.text,
                     after=after,
                     limit=fetch,
                 )
-                found += [e for e in batch if _occurs_in(e, query.start, query.end)]
+                found += [(e, r) for e, r in batch if _occurs_in(e, query.start, query.end)]
                 if len(batch) < fetch:
                     break
-                after = (batch[-1].created_at, batch[-1].id)
+                last = batch[-1][0]
+                after = (last.created_at, last.id)
         page = found[:limit]
-        next_cursor = _encode_cursor(page[-1]) if len(found) > limit else ""
-        return EventPage([EventView(e, grants[str(e.id)]) for e in page], next_cursor)
+        next_cursor = _encode_cursor(page[-1][0]) if len(found) > limit else ""
+        return EventPage([EventView(e, r) for e, r in page], next_cursor)
 
     async def expand(
-        self, caller: Caller, start: datetime | None, end: datetime | None, text: str, role: int
+        self,
+        caller: Caller,
+        start: datetime | None,
+        end: datetime | None,
+        text: str,
+        role: Role | None,
     ) -> list[OccurrenceView]:
         """Occurrences of every visible event in [start, end), by start time."""
         errors = _window_errors(start, end, required=True)
-        if role not in _ROLE_FILTERS:
-            errors.append({"field": "role", "message": "must be owner, editor or viewer"})
         if errors:
             raise InvalidArgument(errors)
         assert start is not None and end is not None
-        grants = await self._grants(caller, role)
-        if not grants:
-            return []
         async with self._reader.connect() as conn:
-            rows = await repo.schedules_in_window(conn, list(grants), (start, end), text)
+            rows = await repo.schedules_in_window(
+                conn, uuid.UUID(caller.user_id), role, (start, end), text
+            )
         found: list[OccurrenceView] = []
         for row in rows:
             event_id, title = str(row.id), row.title
@@ -252,15 +244,32 @@ class EventService:
             if not allow_conflicts:
                 await self._check_new_events(conn, owner, valid, batch)
             await repo.insert_events(
-                conn, [_row(event, item) for event, item in zip(events, valid, strict=True)]
+                conn,
+                [
+                    {**_row(event, item), "access_version": FIRST_ACCESS_VERSION}
+                    for event, item in zip(events, valid, strict=True)
+                ],
             )
-            await self._record(
-                conn, [(event, "created", _created_changes(event)) for event in events], caller
-            )
-            await self._make_owner(events)
+            await repo.insert_access(conn, [_owner_access(event, caller) for event in events])
+            created = [(event, "created", _created_changes(event)) for event in events]
+            first_owners = [
+                access_notification(
+                    self._settings.namespace,
+                    event.id,
+                    caller.user_id,
+                    event.created_at,
+                    [
+                        AccessChange(
+                            user_id=caller.user_id, role=Role.OWNER, sequence=FIRST_ACCESS_VERSION
+                        )
+                    ],
+                )
+                for event in events
+            ]
+            await self._record(conn, created, caller, first_owners)
         # New events are not cached: no reader can hold an older version of them.
         self._notify()
-        return [EventView(event, ROLE_OWNER) for event in events]
+        return [EventView(event, Role.OWNER) for event in events]
 
     async def replace(
         self,
@@ -305,14 +314,12 @@ class EventService:
         )
 
     async def delete(self, caller: Caller, event_id: str, expected_version: int | None) -> None:
-        parsed = _event_uuid(event_id)
-        role = await self._require_role(parsed, caller, ROLE_VIEWER)
-        if role != ROLE_OWNER:
-            raise PermissionDenied("only an owner may delete the event")
+        parsed = event_uuid(event_id)
+        await self.get(caller, event_id)  # 404 before 412 for a stranger, cheaply
         async with self._engine.begin() as conn:
-            current = await repo.lock_live_event(conn, parsed)
-            if current is None:
-                raise NotFound(EVENT_NOT_FOUND)
+            current, role = await self._lock_with_role(conn, parsed, caller)
+            if not role.may_share:
+                raise PermissionDenied("only an owner may delete the event")
             _check_version(current, expected_version)
             now = utcnow()
             deleted = replace(current, version=current.version + 1, updated_at=now, deleted=True)
@@ -333,16 +340,14 @@ class EventService:
         allow_conflicts: bool,
         expected_version: int | None,
     ) -> EventView:
-        parsed = _event_uuid(event_id)
-        role = await self._require_role(parsed, caller, ROLE_EDITOR)
+        parsed = event_uuid(event_id)
+        owner = (await self.get(caller, event_id)).event.owner_id
         async with self._engine.begin() as conn:
-            owner = await repo.owner_of(conn, parsed)
-            if owner is None:
-                raise NotFound(EVENT_NOT_FOUND)
+            # The owner never changes, so its calendar can be locked before the event.
             await repo.lock_owner_calendar(conn, owner)
-            current = await repo.lock_live_event(conn, parsed)
-            if current is None:
-                raise NotFound(EVENT_NOT_FOUND)
+            current, role = await self._lock_with_role(conn, parsed, caller)
+            if not role.may_edit:
+                raise PermissionDenied(ROLE_TOO_LOW)
             valid = validate(new_content(current))
             _check_version(current, expected_version)
             changes = _changes(current.draft(), valid.draft)
@@ -410,8 +415,9 @@ class EventService:
         conn: AsyncConnection,
         changes: list[tuple[StoredEvent, ChangeType, dict[str, dict[str, Any]]]],
         caller: Caller,
+        more: list[outbox.Message] | None = None,
     ) -> None:
-        """Queue change notifications in the transaction of the changes."""
+        """Queue change notifications (and `more`) in the transaction of the changes."""
         messages = []
         for event, change_type, fields in changes:
             change = EventChange(
@@ -427,53 +433,36 @@ class EventService:
             messages.append(
                 (subject, f"{event.id}:{event.version}", orjson.dumps(change.model_dump()))
             )
-        await outbox.enqueue_many(conn, outbox_table, messages)
+        await outbox.enqueue_many(conn, outbox_table, messages + (more or []))
 
     async def _written(self, event: StoredEvent) -> None:
         """After commit: let the outbox relay publish, and replace the cached event."""
         self._notify()
-        await self._cache.put(event)
+        await self._cache.put(event.id, event)
 
-    # The sharing service
-
-    async def _role(self, event_id: uuid.UUID, caller: Caller) -> int:
-        request = sharing_pb2.GetRoleRequest(event_id=str(event_id), user_id=caller.user_id)
-        try:
-            return (await self._sharing.GetRole(request)).role
-        except grpc.aio.AioRpcError as error:
-            raise _upstream_error(error) from None
-
-    async def _require_role(self, event_id: uuid.UUID, caller: Caller, minimum: int) -> int:
-        role = await self._role(event_id, caller)
-        if role == ROLE_UNSPECIFIED:
+    async def _read(self, event_id: uuid.UUID, caller: Caller) -> tuple[StoredEvent, Role | None]:
+        """The event (maybe deleted) and the caller's role: one cache read, or one query
+        whose result then fills the cache."""
+        cached = await self._cache.get(event_id, caller.user_id)
+        if cached is not None:
+            return cached.event, cached.role
+        async with self._reader.connect() as conn:
+            found = await repo.get_event_and_access(conn, event_id)
+        if found is None:
             raise NotFound(EVENT_NOT_FOUND)
-        if _ROLE_RANK[role] < _ROLE_RANK[minimum]:
-            raise PermissionDenied("your role on this event does not allow this")
-        return role
+        event, access = found
+        await self._cache.put(event_id, event, access)
+        return event, access.role_of(caller.user_id)
 
-    async def _grants(self, caller: Caller, role: int) -> dict[str, int]:
-        """{event id: role} of every event the caller may see (ids as text: there
-        may be tens of thousands, and PostgreSQL parses them faster than Python)."""
-        request = sharing_pb2.ListGrantsRequest(user_id=caller.user_id, role=role)
-        try:
-            response = await self._sharing.ListGrants(request)
-        except grpc.aio.AioRpcError as error:
-            raise _upstream_error(error) from None
-        return {grant.event_id: grant.role for grant in response.grants}
-
-    async def _make_owner(self, events: list[StoredEvent]) -> None:
-        request = sharing_pb2.InitializeOwnersRequest(event_ids=[str(event.id) for event in events])
-        try:
-            await self._sharing.InitializeOwners(request)
-        except grpc.aio.AioRpcError as error:
-            raise _upstream_error(error) from None
-
-
-def _event_uuid(event_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(event_id)
-    except ValueError:
-        raise NotFound(EVENT_NOT_FOUND) from None
+    @staticmethod
+    async def _lock_with_role(
+        conn: AsyncConnection, event_id: uuid.UUID, caller: Caller
+    ) -> tuple[StoredEvent, Role]:
+        """The live event, locked, and the caller's role on it as of now."""
+        found = await repo.lock_live_event(conn, event_id, uuid.UUID(caller.user_id))
+        if found is None or found[1] is None:
+            raise NotFound(EVENT_NOT_FOUND)
+        return found  # type: ignore[return-value]
 
 
 def _new_event(owner: uuid.UUID, draft: EventDraft, now: datetime) -> StoredEvent:
@@ -485,6 +474,18 @@ def _new_event(owner: uuid.UUID, draft: EventDraft, now: datetime) -> StoredEven
         created_at=now,
         updated_at=now,
     )
+
+
+def _owner_access(event: StoredEvent, caller: Caller) -> dict[str, Any]:
+    return {
+        "event_id": event.id,
+        "user_id": event.owner_id,
+        "role": Role.OWNER.value,
+        "username": caller.username,
+        "granted_by": event.owner_id,
+        "granted_at": event.created_at,
+        "event_created_at": event.created_at,
+    }
 
 
 def _row(event: StoredEvent, valid: ValidEvent) -> dict[str, Any]:
@@ -581,18 +582,3 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
         return created_at, uuid.UUID(hex=event_id)
     except (ValueError, UnicodeDecodeError, OverflowError):
         return None
-
-
-_UPSTREAM_ERRORS: dict[grpc.StatusCode, type[DomainError]] = {
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-}
-
-
-def _upstream_error(error: grpc.aio.AioRpcError) -> DomainError:
-    """A failed call to the sharing service as this service's own error."""
-    kind = _UPSTREAM_ERRORS.get(error.code(), Unavailable)
-    if kind is Unavailable:
-        return Unavailable("the sharing service is unavailable")
-    return kind(error.details() or kind.title)

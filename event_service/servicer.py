@@ -3,9 +3,13 @@
 from datetime import UTC, datetime
 from typing import Any
 
+from common.errors import InvalidArgument
 from common.grpc_server import current_caller
+from common.roles import NO_ROLE, Role, role_to_proto
 from common.timeutil import from_timestamp, to_timestamp
+from event_service.access import AccessService, RequestedChange
 from event_service.domain.events import EventDraft
+from event_service.repo import EventAccessRows
 from event_service.service import EventService, EventView, ListQuery, OccurrenceView
 from eventhub.events.v1 import events_pb2, events_pb2_grpc
 
@@ -33,7 +37,7 @@ def event_message(view: EventView) -> events_pb2.Event:
         is_recurring=event.is_recurring,
         recurrence_rule=event.recurrence_rule or "",
         owner_id=str(event.owner_id),
-        role=view.role,  # type: ignore[arg-type]
+        role=view.role.to_proto(),  # type: ignore[arg-type]
         version=event.version,
         created_at=to_timestamp(event.created_at),
         updated_at=to_timestamp(event.updated_at),
@@ -90,9 +94,34 @@ def _expected_version(request: Any) -> int | None:
     return request.expected_version if request.HasField("expected_version") else None
 
 
+def _role_filter(value: int) -> Role | None:
+    role = Role.from_proto(value)
+    if role is None and value != NO_ROLE:
+        raise InvalidArgument.field("role", "must be owner, editor or viewer")
+    return role
+
+
+def access_message(access: EventAccessRows) -> events_pb2.Access:
+    return events_pb2.Access(
+        event_id=str(access.event_id),
+        access_version=access.version,
+        entries=[
+            events_pb2.AccessEntry(
+                user_id=str(entry.user_id),
+                username=entry.username,
+                role=entry.role.to_proto(),  # type: ignore[arg-type]
+                granted_by=str(entry.granted_by),
+                granted_at=to_timestamp(entry.granted_at),
+            )
+            for entry in access.entries
+        ],
+    )
+
+
 class EventServicer(events_pb2_grpc.EventServiceServicer):
-    def __init__(self, service: EventService) -> None:
+    def __init__(self, service: EventService, access: AccessService) -> None:
         self._service = service
+        self._access = access
 
     async def CreateEvent(self, request, context):  # type: ignore[no-untyped-def]
         view = await self._service.create(
@@ -114,7 +143,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             start=_time(request, "start"),
             end=_time(request, "end"),
             text=request.q,
-            role=request.role,
+            role=_role_filter(request.role),
             limit=request.limit,
             cursor=request.cursor,
         )
@@ -129,7 +158,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             _time(request, "start"),
             _time(request, "end"),
             request.q,
-            request.role,
+            _role_filter(request.role),
         )
         response = events_pb2.ExpandEventsResponse()
         add_occurrences(response.items, occurrences)
@@ -178,5 +207,22 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         return event_message(view)
 
     async def GetEventVersion(self, request, context):  # type: ignore[no-untyped-def]
-        event = await self._service.get_version(current_caller(), request.id)
-        return events_pb2.GetEventVersionResponse(version=event.version, deleted=event.deleted)
+        view = await self._service.get_version(current_caller(), request.id)
+        return events_pb2.GetEventVersionResponse(
+            version=view.event.version,
+            deleted=view.event.deleted,
+            role=role_to_proto(view.role),  # type: ignore[arg-type]
+        )
+
+    async def GetAccess(self, request, context):  # type: ignore[no-untyped-def]
+        return access_message(await self._access.get(current_caller(), request.event_id))
+
+    async def ChangeAccess(self, request, context):  # type: ignore[no-untyped-def]
+        changes = [
+            RequestedChange(change.user_id, change.username, Role.from_proto(change.role))
+            for change in request.changes
+        ]
+        access = await self._access.change(
+            current_caller(), request.event_id, request.expected_access_version, changes
+        )
+        return access_message(access)

@@ -1,38 +1,28 @@
 """Storing the event service's change notifications as versions.
 
-Every history replica pulls from one durable JetStream consumer, so each
-message goes to one replica. A message is acked only after its version is
-committed; storing is idempotent on (event_id, version), so redeliveries and
-duplicates change nothing. Passing failures (database down) `nak` the message
-with a delay; a message that can never be stored is recorded as a dead letter
-and `term`inated.
+History replicas share one durable JetStream consumer (`common.consumer`). A
+message is acked only after its version is committed; storing is idempotent on
+(event_id, version), so redeliveries and duplicates change nothing. Passing
+failures (database down) `nak` the message with a delay; a message that can never
+be stored is recorded as a dead letter and `term`inated.
 """
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-import nats.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from common.nats_client import connect, ensure_stream
-from common.notifications import event_stream, event_subject
+from common.consumer import DurableConsumer, Subscription, is_passing
+from common.notifications import event_stream, event_stream_subjects, event_subject
 from history_service import repo
 from history_service.changes import PoisonMessage, parse_change
 from history_service.config import HistorySettings
 from history_service.notifier import VersionNotifier
 
 log = logging.getLogger(__name__)
-
-FETCH_TIMEOUT = 1.0
-MAX_BACKOFF = 5.0
 
 
 @dataclass
@@ -64,13 +54,6 @@ def dead_letter_row(parsed: Parsed) -> dict[str, Any]:
         "payload": msg.data,
         "error": parsed.error or "unknown error",
     }
-
-
-def is_passing(error: Exception) -> bool:
-    """Whether a database error may go away by itself (connection lost, pool exhausted)."""
-    if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError | OSError):
-        return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 async def store(sessions: async_sessionmaker, batch: list[Parsed]) -> set[tuple[str, int]]:
@@ -105,55 +88,28 @@ async def _store_together(
     return new
 
 
-class ChangeConsumer:
+class ChangeConsumer(DurableConsumer):
     def __init__(
         self,
         settings: HistorySettings,
         sessions: async_sessionmaker,
         notifier: VersionNotifier,
     ) -> None:
+        namespace = settings.namespace
+        super().__init__(
+            Subscription(
+                nats_url=settings.nats_url,
+                stream=event_stream(namespace),
+                subjects=event_stream_subjects(namespace),
+                filter_subject=event_subject(namespace, "*"),
+                durable=settings.durable_name,
+                batch_size=settings.history_consumer_batch_size,
+                ack_wait=settings.history_consumer_ack_wait,
+            )
+        )
         self._settings = settings
         self._sessions = sessions
         self._notifier = notifier
-        self._client: Client | None = None
-        self._subscription: Any = None
-        self._stopping = asyncio.Event()
-
-    def consumer_config(self) -> ConsumerConfig:
-        settings = self._settings
-        return ConsumerConfig(
-            durable_name=settings.durable_name,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=settings.history_consumer_ack_wait,
-            max_ack_pending=10 * settings.history_consumer_batch_size,
-            filter_subject=event_subject(settings.namespace, "*"),
-        )
-
-    async def run(self) -> None:
-        """Consume until `stop()`, riding out NATS and database outages."""
-        backoff = 0.2
-        while not self._stopping.is_set():
-            try:
-                subscription = await self._subscribe()
-                try:
-                    messages = await subscription.fetch(
-                        self._settings.history_consumer_batch_size, timeout=FETCH_TIMEOUT
-                    )
-                except TimeoutError:
-                    continue
-                await self.handle(messages)
-                backoff = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning("consumer paused", extra={"error": repr(error), "retry_in": backoff})
-                await self._drop_subscription()
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
-                except TimeoutError:
-                    pass
-                backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def handle(self, messages: list[Msg]) -> None:
         batch = [parse(msg) for msg in messages]
@@ -178,47 +134,3 @@ class ChangeConsumer:
                     extra={"subject": parsed.msg.subject, "reason": parsed.error},
                 )
                 await parsed.msg.term()
-
-    async def _subscribe(self) -> Any:
-        if self._client is None or self._client.is_closed:
-            self._client = await connect(self._settings.nats_url, "history-consumer")
-            self._subscription = None
-        if self._subscription is None:
-            namespace = self._settings.namespace
-            stream = event_stream(namespace)
-            await ensure_stream(self._client, stream, [event_subject(namespace, "*")])
-            self._subscription = await self._client.jetstream().pull_subscribe(
-                event_subject(namespace, "*"),
-                durable=self._settings.durable_name,
-                stream=stream,
-                config=self.consumer_config(),
-            )
-            log.info("consuming", extra={"stream": stream, "durable": self._settings.durable_name})
-        return self._subscription
-
-    async def _drop_subscription(self) -> None:
-        """Forget the subscription so the next round binds anew (the consumer may be gone)."""
-        subscription, self._subscription = self._subscription, None
-        if subscription is not None:
-            try:
-                await subscription.unsubscribe()
-            except Exception:  # the connection may be down; the server drops it then
-                pass
-
-    async def stop(self, running: asyncio.Task[None], grace: float) -> None:
-        """Let `running` (the task of `run()`) finish its batch, then cancel whatever it awaits
-        (e.g. connecting to a NATS that is down). Unacked messages are redelivered."""
-        self._stopping.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(running), grace)
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-
-    async def close(self) -> None:
-        """Send the last acks and disconnect. (Draining would wait out the pull request.)"""
-        await self._drop_subscription()
-        if self._client is not None and not self._client.is_closed:
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
-                await self._client.flush(timeout=1)
-            await self._client.close()

@@ -7,11 +7,10 @@ from common.grpc_client import open_channel, public_key_fetcher
 from common.grpc_server import serve
 from common.logging import configure_logging
 from common.tokens import TokenVerifier
-from eventhub.events.v1.events_pb2_grpc import EventServiceStub
 from eventhub.history.v1 import history_pb2, history_pb2_grpc
-from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
 from history_service.config import HistorySettings
-from history_service.consumer import FETCH_TIMEOUT, ChangeConsumer
+from history_service.consumer import ChangeConsumer
+from history_service.events import EventClient
 from history_service.notifier import VersionNotifier
 from history_service.service import HistoryService
 from history_service.servicer import HistoryServicer
@@ -24,25 +23,23 @@ async def run(settings: HistorySettings) -> None:
     channels = [
         open_channel(settings.auth_addr, deadline),
         open_channel(settings.events_addr, deadline),
-        open_channel(settings.sharing_addr, deadline),
     ]
-    auth_channel, events_channel, sharing_channel = channels
+    auth_channel, events_channel = channels
     notifier = VersionNotifier()
     service = HistoryService(
         settings,
         sessions,
-        EventServiceStub(events_channel),
-        SharingServiceStub(sharing_channel),
+        EventClient(events_channel),
         notifier,
     )
     consumer = ChangeConsumer(settings, sessions, notifier)
-    consuming = asyncio.create_task(consumer.run())
+    consuming = consumer.start()
     verifier = TokenVerifier(
         settings.jwt_issuer, settings.jwt_audience, public_key_fetcher(auth_channel)
     )
 
     async def close() -> None:
-        await consumer.stop(consuming, grace=FETCH_TIMEOUT + 1)
+        await consumer.stop(consuming)
         await consumer.close()
         for channel in channels:
             await channel.close()

@@ -10,11 +10,12 @@ import logging
 from dataclasses import dataclass
 
 from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from common.db import make_engine, make_sessionmaker
 from common.nats_client import connect, ensure_stream
-from common.notifications import event_stream, event_subject
+from common.notifications import event_stream, event_stream_subjects, event_subject
 from history_service.config import HistorySettings
 from history_service.consumer import Parsed, parse, store
 
@@ -40,11 +41,12 @@ async def rebuild(settings: HistorySettings) -> RebuildReport:
     client = await connect(settings.nats_url, "history-rebuild")
     report = RebuildReport()
     try:
-        await ensure_stream(client, stream, [subject])
+        await ensure_stream(client, stream, event_stream_subjects(namespace))
         js = client.jetstream()
-        state = (await js.stream_info(stream)).state
-        last = state.last_seq
-        if not state.messages:
+        try:
+            # The stream carries access changes too: stop at the last version message.
+            last = (await js.get_last_msg(stream, subject)).seq
+        except NotFoundError:
             return report
         subscription = await js.subscribe(
             subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL

@@ -10,22 +10,18 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from common.notifications import EDITABLE_FIELDS
+from common.roles import Role
 from common.timeutil import to_timestamp
 from common.tokens import Caller
-from eventhub.common.v1 import common_pb2
 from eventhub.events.v1 import events_pb2
-from eventhub.events.v1.events_pb2_grpc import EventServiceStub
-from eventhub.sharing.v1 import sharing_pb2
-from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
 from history_service import repo
 from history_service.changes import Snapshot
 from history_service.config import HistorySettings
+from history_service.events import EventClient
 from history_service.models import EventVersion
 from history_service.notifier import VersionNotifier
-from history_service.upstream import call
 
 MAX_PAGE = 1000
-ROLLBACK_ROLES = (common_pb2.ROLE_OWNER, common_pb2.ROLE_EDITOR)
 
 
 @dataclass(frozen=True)
@@ -46,7 +42,7 @@ class VersionDiff:
 @dataclass(frozen=True)
 class _Access:
     event_id: uuid.UUID
-    role: int
+    role: Role
     current_version: int
     deleted: bool
 
@@ -56,14 +52,12 @@ class HistoryService:
         self,
         settings: HistorySettings,
         sessions: async_sessionmaker,
-        events: EventServiceStub,
-        sharing: SharingServiceStub,
+        events: EventClient,
         notifier: VersionNotifier,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._events = events
-        self._sharing = sharing
         self._notifier = notifier
 
     async def list_versions(
@@ -114,7 +108,7 @@ class HistoryService:
         """
         _check_version("version_id", version)
         access = await self._access(caller, event_id)
-        if access.role not in ROLLBACK_ROLES:
+        if not access.role.may_edit:
             raise PermissionDenied("only editors and owners may roll an event back")
         if access.deleted:
             raise NotFound("event not found")
@@ -127,7 +121,7 @@ class HistoryService:
             allow_conflicts=allow_conflicts,
             expected_version=expected_version,
         )
-        return await call(self._events.RollbackEvent, request)
+        return await self._events.rollback(request)
 
     async def _page(
         self, caller: Caller, event_id: str, after: int, limit: int, *, with_changes: bool
@@ -153,26 +147,14 @@ class HistoryService:
         return access
 
     async def _access(self, caller: Caller, event_id: str) -> _Access:
-        """The caller's role and the event's current version; NotFound without a role."""
+        """The caller's role and the event's current version; NotFound without a role
+        (from the event service, which keeps both)."""
         try:
             parsed = uuid.UUID(event_id)
         except ValueError:
             raise NotFound("event not found") from None
-        role, current = await asyncio.gather(
-            call(
-                self._sharing.GetRole,
-                sharing_pb2.GetRoleRequest(event_id=str(parsed), user_id=caller.user_id),
-            ),
-            call(self._events.GetEventVersion, events_pb2.GetEventVersionRequest(id=str(parsed))),
-            return_exceptions=True,
-        )
-        if isinstance(role, BaseException):
-            raise role
-        if role.role == common_pb2.ROLE_UNSPECIFIED:
-            raise NotFound("event not found")
-        if isinstance(current, BaseException):
-            raise current
-        return _Access(parsed, role.role, current.version, current.deleted)
+        current = await self._events.current_version(str(parsed))
+        return _Access(parsed, current.role, current.version, current.deleted)
 
     async def _wait_until_stored(self, event_id: uuid.UUID, version: int) -> None:
         """Wait (bounded) until versions 1..`version` are stored.

@@ -35,7 +35,8 @@ from common.config import CommonSettings
 from scripts import backing
 
 REPO = Path(__file__).resolve().parent.parent
-SERVICES = ("auth_service", "sharing_service", "event_service", "history_service")
+# In migration order: the event service takes over the sharing service's grants.
+SERVICES = ("auth_service", "event_service", "sharing_service", "history_service")
 PROCESSES = (*SERVICES, "gateway")
 DEFAULT_RUN_DIR = REPO / ".run"
 ADDR_VARS = {

@@ -1,17 +1,17 @@
-"""Wiring of the sharing service: settings, database, auth client, outbox relay, gRPC server."""
+"""Wiring of the sharing service: settings, database, auth and event clients, the audit
+consumer, gRPC server."""
 
 import asyncio
 
-from common.db import autocommit, make_engine, make_sessionmaker
+from common.db import make_engine, make_sessionmaker
 from common.grpc_client import open_channel, public_key_fetcher
 from common.grpc_server import serve
 from common.logging import configure_logging
-from common.notifications import sharing_stream, sharing_subject
-from common.outbox import OutboxRelay
 from common.tokens import TokenVerifier
 from eventhub.sharing.v1 import sharing_pb2, sharing_pb2_grpc
+from sharing_service.audit import AuditConsumer
 from sharing_service.config import SharingSettings
-from sharing_service.models import outbox
+from sharing_service.events import EventAccessClient
 from sharing_service.service import SharingService
 from sharing_service.servicer import SharingServicer
 from sharing_service.users import UserDirectory
@@ -19,30 +19,23 @@ from sharing_service.users import UserDirectory
 
 async def run(settings: SharingSettings) -> None:
     engine = make_engine(settings.database_url, settings.db_pool_size)
-    sessions = make_sessionmaker(engine)
-    auth_channel = open_channel(settings.auth_addr, settings.grpc_deadline)
+    channels = [
+        open_channel(settings.auth_addr, settings.grpc_deadline),
+        open_channel(settings.events_addr, settings.grpc_deadline),
+    ]
+    auth_channel, events_channel = channels
     verifier = TokenVerifier(
         settings.jwt_issuer, settings.jwt_audience, public_key_fetcher(auth_channel)
     )
-    relay = OutboxRelay(
-        outbox,
-        sessions,
-        settings.nats_url,
-        sharing_stream(settings.namespace),
-        [sharing_subject(settings.namespace)],
-    )
-    relay.start()
-    service = SharingService(
-        settings,
-        sessions,
-        make_sessionmaker(autocommit(engine)),
-        UserDirectory(auth_channel).lookup,
-        on_change=relay.wake,
-    )
+    service = SharingService(EventAccessClient(events_channel), UserDirectory(auth_channel).lookup)
+    audit = AuditConsumer(settings, make_sessionmaker(engine))
+    auditing = audit.start()
 
     async def close() -> None:
-        await relay.close()
-        await auth_channel.close()
+        await audit.stop(auditing)
+        await audit.close()
+        for channel in channels:
+            await channel.close()
         await engine.dispose()
 
     await serve(

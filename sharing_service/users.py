@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from common.errors import Unavailable
+from common.upstream import call
 from eventhub.auth.v1 import auth_pb2, auth_pb2_grpc
 
 
@@ -24,10 +24,8 @@ class UserDirectory:
 
         Acts as the current caller (the auth service requires a token).
         """
-        try:
-            response = await self._auth.LookupUsers(
-                auth_pb2.LookupUsersRequest(user_ids=user_ids, usernames=usernames)
-            )
-        except grpc.aio.AioRpcError as error:
-            raise Unavailable(f"user lookup failed: {error.code().name}") from None
+        response = await call(
+            self._auth.LookupUsers,
+            auth_pb2.LookupUsersRequest(user_ids=user_ids, usernames=usernames),
+        )
         return [KnownUser(uuid.UUID(user.id), user.username) for user in response.users]

@@ -1,12 +1,13 @@
 """The rules of an event's editable fields: validation and the schedule they describe."""
 
+import uuid
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
-from common.errors import InvalidArgument
+from common.errors import InvalidArgument, NotFound
 from common.timeutil import rfc3339
 from event_service.domain.recurrence import (
     MAX_YEAR,
@@ -17,6 +18,7 @@ from event_service.domain.recurrence import (
     parse_rule,
 )
 
+EVENT_NOT_FOUND = "event not found"
 TITLE_MAX = 200
 DESCRIPTION_MAX = 10_000
 LOCATION_MAX = 1_000
@@ -144,3 +146,11 @@ def schedule_of(draft: EventDraft) -> Schedule:
 def make_schedule(start: datetime, end: datetime, zone: str, rule: str | None) -> Schedule:
     """The schedule of stored (already valid) fields."""
     return Schedule(start, end, ZoneInfo(zone), cached_rule(rule, zone) if rule else None)
+
+
+def event_uuid(event_id: str) -> uuid.UUID:
+    """The id of an event; a malformed one is as unknown as a missing one."""
+    try:
+        return uuid.UUID(event_id)
+    except ValueError:
+        raise NotFound(EVENT_NOT_FOUND) from None

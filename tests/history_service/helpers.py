@@ -11,7 +11,7 @@ import orjson
 import psycopg
 
 from common.nats_client import ensure_stream
-from common.notifications import event_stream, event_subject
+from common.notifications import event_stream, event_stream_subjects, event_subject
 from common.timeutil import rfc3339
 from scripts.stack import Stack, wait_until
 
@@ -102,7 +102,7 @@ def publish(
     async def send() -> None:
         client = await nats.connect(nats_url(stack))
         try:
-            await ensure_stream(client, event_stream(namespace), [event_subject(namespace, "*")])
+            await ensure_stream(client, event_stream(namespace), event_stream_subjects(namespace))
             js = client.jetstream()
             acks = [
                 js.publish(

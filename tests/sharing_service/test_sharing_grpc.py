@@ -1,8 +1,10 @@
-"""The sharing service over gRPC: the internal RPCs the event and history services use,
-the last-owner rule under concurrency, the audit trail and the outbox."""
+"""The sharing service over gRPC: its rules (owners only, last owner, all or nothing)
+under concurrency, and the audit trail written from the event service's access
+changes, which no crash of the sharing service loses."""
 
 import asyncio
 import concurrent.futures
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -12,14 +14,16 @@ import nats
 import orjson
 import psycopg
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.errors import problem_from_rpc_error
-from common.notifications import sharing_subject
+from common.notifications import access_subject
 from eventhub.common.v1 import common_pb2
+from eventhub.events.v1 import events_pb2
+from eventhub.events.v1.events_pb2_grpc import EventServiceStub
 from eventhub.sharing.v1 import sharing_pb2 as pb
 from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
-from scripts.stack import Stack, free_port, wait_until
+from scripts.stack import Stack, free_port, service_serving, wait_until
 from tests.conftest import User
 
 OWNER, EDITOR, VIEWER = common_pb2.ROLE_OWNER, common_pb2.ROLE_EDITOR, common_pb2.ROLE_VIEWER
@@ -35,15 +39,23 @@ def sharing(service_channel: Callable[[str], grpc.Channel]) -> SharingServiceStu
     return SharingServiceStub(service_channel("sharing"))
 
 
-def new_event(sharing: SharingServiceStub, owner: User) -> str:
-    event_id = str(uuid.uuid4())
-    sharing.InitializeOwners(pb.InitializeOwnersRequest(event_ids=[event_id]), metadata=auth(owner))
-    return event_id
+@pytest.fixture
+def events(service_channel: Callable[[str], grpc.Channel]) -> EventServiceStub:
+    return EventServiceStub(service_channel("events"))
+
+
+def new_event(events: EventServiceStub, owner: User) -> str:
+    start = Timestamp(seconds=int(time.time()) + 86_400)
+    end = Timestamp(seconds=start.seconds + 1800)
+    event = events_pb2.EventInput(title="shared", start_time=start, end_time=end)
+    request = events_pb2.CreateEventRequest(event=event, allow_conflicts=True)
+    return events.CreateEvent(request, metadata=auth(owner)).id
 
 
 def role_of(sharing: SharingServiceStub, caller: User, event_id: str, user_id: str) -> int:
-    request = pb.GetRoleRequest(event_id=event_id, user_id=user_id)
-    return sharing.GetRole(request, metadata=auth(caller)).role
+    request = pb.ListPermissionsRequest(event_id=event_id)
+    items = sharing.ListPermissions(request, metadata=auth(caller)).items
+    return next((p.role for p in items if p.user_id == user_id), UNSPECIFIED)
 
 
 def share(sharing: SharingServiceStub, owner: User, event_id: str, *grants: tuple[User, int]):
@@ -58,101 +70,28 @@ def problem_of(error: grpc.RpcError) -> dict:
     return problem
 
 
+def ok_or_code(call: Callable[[], object]) -> str:
+    try:
+        call()
+    except grpc.RpcError as error:
+        return error.code().name
+    return "ok"
+
+
 def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as raised:
         call()
     return raised.value
 
 
-def test_initialize_owners_makes_the_caller_owner_once(sharing, make_user) -> None:
-    owner, other = make_user(), make_user()
-    event_ids = [str(uuid.uuid4()) for _ in range(3)]
-    request = pb.InitializeOwnersRequest(event_ids=event_ids)
-
-    first = sharing.InitializeOwners(request, metadata=auth(owner)).items
-    assert [(p.event_id, p.user_id, p.username) for p in first] == [
-        (event_id, owner.id, owner.username) for event_id in event_ids
-    ]
-    assert all(p.role == OWNER and p.granted_by == owner.id for p in first)
-    again = sharing.InitializeOwners(request, metadata=auth(owner)).items
-    assert list(again) == list(first)
-
-    # All or none: one event owned by someone else refuses the whole request.
-    fresh = str(uuid.uuid4())
-    mixed = pb.InitializeOwnersRequest(event_ids=[fresh, event_ids[0]])
-    taken = rpc_error(lambda: sharing.InitializeOwners(mixed, metadata=auth(other)))
-    assert taken.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert role_of(sharing, owner, event_ids[0], other.id) == UNSPECIFIED
-    assert role_of(sharing, other, fresh, other.id) == UNSPECIFIED
-
-    for bad_ids, field in ([["not-a-uuid"], "event_ids.0"], [[], "event_ids"]):
-        malformed = pb.InitializeOwnersRequest(event_ids=bad_ids)
-        bad = rpc_error(lambda r=malformed: sharing.InitializeOwners(r, metadata=auth(owner)))
-        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert problem_of(bad)["errors"][0]["field"] == field
-
-
-def test_get_role_answers_any_authenticated_caller(sharing, make_user) -> None:
-    owner, editor, stranger = make_user(), make_user(), make_user()
-    event_id = new_event(sharing, owner)
-    share(sharing, owner, event_id, (editor, EDITOR))
-
-    assert role_of(sharing, stranger, event_id, owner.id) == OWNER
-    assert role_of(sharing, stranger, event_id, editor.id) == EDITOR
-    assert role_of(sharing, owner, event_id, stranger.id) == UNSPECIFIED
-    assert role_of(sharing, owner, str(uuid.uuid4()), owner.id) == UNSPECIFIED
-    assert role_of(sharing, owner, "not-a-uuid", owner.id) == UNSPECIFIED
-    assert role_of(sharing, owner, event_id, "not-a-uuid") == UNSPECIFIED
-    # Without a user id it answers for the caller.
-    assert role_of(sharing, editor, event_id, "") == EDITOR
-
-
-def test_list_grants_returns_every_grant_of_a_user(sharing, make_user) -> None:
-    owner, user = make_user(), make_user()
-    owned = new_event(sharing, user)
-    edited, viewed = new_event(sharing, owner), new_event(sharing, owner)
-    share(sharing, owner, edited, (user, EDITOR))
-    share(sharing, owner, viewed, (user, VIEWER))
-
-    def grants(role: int, user_id: str = user.id) -> set[tuple[str, int]]:
-        request = pb.ListGrantsRequest(user_id=user_id, role=role)
-        response = sharing.ListGrants(request, metadata=auth(owner))
-        return {(grant.event_id, grant.role) for grant in response.grants}
-
-    assert grants(UNSPECIFIED) == {(owned, OWNER), (edited, EDITOR), (viewed, VIEWER)}
-    assert grants(EDITOR) == {(edited, EDITOR)}
-    assert grants(OWNER) == {(owned, OWNER)}
-    assert grants(UNSPECIFIED, user_id="not-a-uuid") == set()
-    assert grants(UNSPECIFIED, user_id=str(uuid.uuid4())) == set()
-
-
-def test_list_grants_of_a_user_with_many_grants(sharing, make_user, stack: Stack) -> None:
-    user = make_user()
-    count = 10_000
-    event_ids = [uuid.uuid4() for _ in range(count)]
-    with psycopg.connect(stack.env["EVENTHUB_DATABASE_URL"].replace("+psycopg", "")) as conn:
-        with conn.cursor().copy(
-            "COPY sharing.grants (event_id, user_id, username, role, granted_by, granted_at)"
-            " FROM STDIN"
-        ) as copy:
-            for event_id in event_ids:
-                copy.write_row((event_id, user.id, user.username, "viewer", user.id, "now"))
-    started = time.monotonic()
-    response = sharing.ListGrants(pb.ListGrantsRequest(user_id=user.id), metadata=auth(user))
-    elapsed = time.monotonic() - started
-    assert {grant.event_id for grant in response.grants} == {str(e) for e in event_ids}
-    assert elapsed < 2.0
-
-
 @pytest.mark.parametrize(
     "call",
     [
-        lambda s: s.InitializeOwners(pb.InitializeOwnersRequest(event_ids=[str(uuid.uuid4())])),
-        lambda s: s.GetRole(pb.GetRoleRequest(event_id=str(uuid.uuid4()), user_id="x")),
-        lambda s: s.ListGrants(pb.ListGrantsRequest(user_id=str(uuid.uuid4()))),
+        lambda s: s.ShareEvent(pb.ShareEventRequest(event_id=str(uuid.uuid4()))),
         lambda s: s.ListPermissions(pb.ListPermissionsRequest(event_id=str(uuid.uuid4()))),
+        lambda s: s.RevokePermission(pb.RevokePermissionRequest(event_id=str(uuid.uuid4()))),
     ],
-    ids=["InitializeOwners", "GetRole", "ListGrants", "ListPermissions"],
+    ids=["ShareEvent", "ListPermissions", "RevokePermission"],
 )
 def test_every_call_needs_a_token(sharing, call) -> None:
     assert rpc_error(lambda: call(sharing)).code() == grpc.StatusCode.UNAUTHENTICATED
@@ -161,16 +100,16 @@ def test_every_call_needs_a_token(sharing, call) -> None:
 def test_a_forged_token_is_refused(sharing, make_user) -> None:
     user = make_user()
     forged = user.access_token[:-4] + ("AAAA" if not user.access_token.endswith("AAAA") else "BBBB")
-    request = pb.GetRoleRequest(event_id=str(uuid.uuid4()), user_id=user.id)
+    request = pb.ListPermissionsRequest(event_id=str(uuid.uuid4()))
     error = rpc_error(
-        lambda: sharing.GetRole(request, metadata=[("authorization", f"Bearer {forged}")])
+        lambda: sharing.ListPermissions(request, metadata=[("authorization", f"Bearer {forged}")])
     )
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_the_last_owner_cannot_be_demoted_or_removed(sharing, make_user) -> None:
+def test_the_last_owner_cannot_be_demoted_or_removed(sharing, events, make_user) -> None:
     owner, second = make_user(), make_user()
-    event_id = new_event(sharing, owner)
+    event_id = new_event(events, owner)
     demote = pb.UpdatePermissionRequest(event_id=event_id, user_id=owner.id, role=EDITOR)
     revoke = pb.RevokePermissionRequest(event_id=event_id, user_id=owner.id)
     for call in (sharing.UpdatePermission, sharing.RevokePermission):
@@ -193,10 +132,10 @@ def test_the_last_owner_cannot_be_demoted_or_removed(sharing, make_user) -> None
     )
 
 
-def test_concurrent_demotions_leave_one_owner(sharing, make_user) -> None:
+def test_concurrent_demotions_leave_one_owner(sharing, events, make_user) -> None:
     first, second = make_user(), make_user()
     for _ in range(5):
-        event_id = new_event(sharing, first)
+        event_id = new_event(events, first)
         share(sharing, first, event_id, (second, OWNER))
         # Each owner demotes the other at the same moment: one must fail.
         calls = [
@@ -222,24 +161,22 @@ def test_concurrent_demotions_leave_one_owner(sharing, make_user) -> None:
         assert roles == {OWNER, VIEWER}
 
 
-def test_concurrent_self_demotions_leave_one_owner(sharing, make_user) -> None:
+def test_concurrent_self_demotions_leave_one_owner(sharing, events, make_user) -> None:
     first, second = make_user(), make_user()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         for _ in range(5):
-            event_id = new_event(sharing, first)
+            event_id = new_event(events, first)
             share(sharing, first, event_id, (second, OWNER))
 
             def leave(user: User, event_id: str = event_id) -> str:
                 request = pb.RevokePermissionRequest(event_id=event_id, user_id=user.id)
-                try:
-                    sharing.RevokePermission(request, metadata=auth(user))
-                except grpc.RpcError as error:
-                    return error.code().name
-                return "ok"
+                return ok_or_code(lambda: sharing.RevokePermission(request, metadata=auth(user)))
 
             outcomes = sorted(pool.map(leave, (first, second)))
             assert outcomes == ["ABORTED", "ok"]
-            roles = [role_of(sharing, first, event_id, u.id) for u in (first, second)]
+            left = ok_or_code(lambda e=event_id: role_of(sharing, first, e, first.id))
+            remaining = second if left == "NOT_FOUND" else first
+            roles = [role_of(sharing, remaining, event_id, u.id) for u in (first, second)]
             assert sorted(roles) == [UNSPECIFIED, OWNER]
 
 
@@ -247,9 +184,25 @@ def _database_url(stack: Stack) -> str:
     return stack.env["EVENTHUB_DATABASE_URL"].replace("+psycopg", "")
 
 
-def test_every_change_is_audited_and_published(sharing, make_user, stack: Stack) -> None:
+def audit_trail(stack: Stack, event_id: str) -> list[tuple]:
+    with psycopg.connect(_database_url(stack)) as conn:
+        return conn.execute(
+            "SELECT sequence, user_id::text, role, previous_role, actor_id::text"
+            " FROM sharing.permission_changes WHERE event_id = %s ORDER BY sequence",
+            (event_id,),
+        ).fetchall()
+
+
+def wait_for_audit(stack: Stack, event_id: str, count: int) -> list[tuple]:
+    wait_until(lambda: len(audit_trail(stack, event_id)) >= count, 30, f"{count} audit records")
+    return audit_trail(stack, event_id)
+
+
+def test_every_change_is_audited_and_announced_once(
+    sharing, events, make_user, stack: Stack
+) -> None:
     owner, user = make_user(), make_user()
-    event_id = new_event(sharing, owner)
+    event_id = new_event(events, owner)
     share(sharing, owner, event_id, (user, VIEWER))
     share(sharing, owner, event_id, (user, VIEWER))  # unchanged: not a change
     update = pb.UpdatePermissionRequest(event_id=event_id, user_id=user.id, role=EDITOR)
@@ -263,20 +216,15 @@ def test_every_change_is_audited_and_published(sharing, make_user, stack: Stack)
         (3, user.id, "editor", "viewer"),
         (4, user.id, None, "editor"),
     ]
-    with psycopg.connect(_database_url(stack)) as conn:
-        audit = conn.execute(
-            "SELECT sequence, user_id::text, role, previous_role, actor_id::text"
-            " FROM sharing.permission_changes WHERE event_id = %s ORDER BY sequence",
-            (event_id,),
-        ).fetchall()
+    audit = wait_for_audit(stack, event_id, len(expected))
     assert [row[:4] for row in audit] == expected
     assert {row[4] for row in audit} == {owner.id}
 
-    async def published() -> list[dict]:
+    async def announced() -> list[dict]:
         client = await nats.connect(stack.env.get("EVENTHUB_NATS_URL", "nats://127.0.0.1:4222"))
         try:
             js = client.jetstream()
-            subject = sharing_subject(stack.env["EVENTHUB_NAMESPACE"], event_id)
+            subject = access_subject(stack.env["EVENTHUB_NAMESPACE"], event_id)
             subscription = await js.subscribe(subject, ordered_consumer=True)
             messages: list[dict] = []
             deadline = time.monotonic() + 10
@@ -287,60 +235,121 @@ def test_every_change_is_audited_and_published(sharing, make_user, stack: Stack)
                     continue
                 assert message.headers is not None
                 payload = orjson.loads(message.data)
-                assert message.headers["Nats-Msg-Id"] == f"{event_id}:perm:{payload['sequence']}"
+                version = payload["access_version"]
+                assert message.headers["Nats-Msg-Id"] == f"{event_id}:access:{version}"
                 messages.append(payload)
             await subscription.unsubscribe()
             return messages
         finally:
             await client.close()
 
-    messages = asyncio.run(published())
+    changes = [change for m in asyncio.run(announced()) for change in m["changes"]]
     assert [
-        (m["sequence"], m["user_id"], m["role"], m["previous_role"]) for m in messages
+        (c["sequence"], c["user_id"], c["role"], c["previous_role"]) for c in changes
     ] == expected
-    assert all(m["event_id"] == event_id and m["actor_id"] == owner.id for m in messages)
 
 
-def test_writes_succeed_while_nats_is_down(make_user, stack: Stack) -> None:
-    """A sharing replica that cannot reach NATS still commits; the change waits in the outbox."""
+def test_no_audit_record_is_lost_when_the_sharing_service_dies(
+    sharing, events, make_user, stack: Stack
+) -> None:
+    """Killed right after a change it made, and down while the event service applies
+    another, the sharing service still audits both once it is back."""
+    owner, user, other = make_user(), make_user(), make_user()
+    event_id = new_event(events, owner)
+    share(sharing, owner, event_id, (user, VIEWER))
+    stack.stop("sharing_service", signal.SIGKILL)
+    try:
+        access = events.GetAccess(
+            events_pb2.GetAccessRequest(event_id=event_id), metadata=auth(owner)
+        )
+        change = events_pb2.ChangeAccessRequest(
+            event_id=event_id,
+            expected_access_version=access.access_version,
+            changes=[
+                events_pb2.AccessChange(user_id=other.id, username=other.username, role=EDITOR)
+            ],
+        )
+        assert events.ChangeAccess(change, metadata=auth(owner)).access_version == 3
+        assert len(audit_trail(stack, event_id)) < 3
+    finally:
+        stack.start("sharing_service")
+        stack.wait_ready()
+    audit = wait_for_audit(stack, event_id, 3)
+    assert [row[:3] for row in audit] == [
+        (1, owner.id, "owner"),
+        (2, user.id, "viewer"),
+        (3, other.id, "editor"),
+    ]
+
+
+def test_the_event_service_applies_only_changes_on_the_version_read(events, make_user) -> None:
+    """A change based on an access list that changed meanwhile is refused, never applied blind."""
+    owner, user, other = make_user(), make_user(), make_user()
+    event_id = new_event(events, owner)
+
+    def grant(target: User, version: int) -> events_pb2.Access:
+        request = events_pb2.ChangeAccessRequest(
+            event_id=event_id,
+            expected_access_version=version,
+            changes=[
+                events_pb2.AccessChange(user_id=target.id, username=target.username, role=VIEWER)
+            ],
+        )
+        return events.ChangeAccess(request, metadata=auth(owner))
+
+    assert grant(user, 1).access_version == 2
+    stale = rpc_error(lambda: grant(other, 1))
+    assert stale.code() == grpc.StatusCode.FAILED_PRECONDITION
+    access = events.GetAccess(events_pb2.GetAccessRequest(event_id=event_id), metadata=auth(owner))
+    assert {e.user_id for e in access.entries} == {owner.id, user.id}
+    not_owner = rpc_error(
+        lambda: events.ChangeAccess(
+            events_pb2.ChangeAccessRequest(
+                event_id=event_id,
+                expected_access_version=2,
+                changes=[
+                    events_pb2.AccessChange(user_id=user.id, username=user.username, role=OWNER)
+                ],
+            ),
+            metadata=auth(user),
+        )
+    )
+    assert not_owner.code() == grpc.StatusCode.PERMISSION_DENIED
+    ownerless = events_pb2.ChangeAccessRequest(
+        event_id=event_id,
+        expected_access_version=2,
+        changes=[events_pb2.AccessChange(user_id=owner.id)],
+    )
+    assert rpc_error(lambda: events.ChangeAccess(ownerless, metadata=auth(owner))).code() == (
+        grpc.StatusCode.ABORTED
+    )
+
+
+def test_a_sharing_replica_without_nats_still_shares(events, make_user, stack: Stack) -> None:
+    """Sharing needs NATS only for the audit trail, which catches up later."""
     owner, user = make_user(), make_user()
+    event_id = new_event(events, owner)
     addr = f"127.0.0.1:{free_port()}"
-    dead_nats = f"nats://127.0.0.1:{free_port()}"
     stack.start(
         "sharing_service",
-        {"EVENTHUB_SHARING_ADDR": addr, "EVENTHUB_NATS_URL": dead_nats},
+        {"EVENTHUB_SHARING_ADDR": addr, "EVENTHUB_NATS_URL": f"nats://127.0.0.1:{free_port()}"},
         tag="_without_nats",
     )
     try:
+        wait_until(lambda: service_serving(addr), 30, "the NATS-less sharing replica")
         with grpc.insecure_channel(addr) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-
-            def serving() -> bool:
-                try:
-                    answer = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                except grpc.RpcError:
-                    return False
-                return answer.status == health_pb2.HealthCheckResponse.SERVING
-
-            wait_until(serving, 30, "the NATS-less sharing replica")
             replica = SharingServiceStub(channel)
-            event_id = new_event(replica, owner)
             share(replica, owner, event_id, (user, EDITOR))
             assert role_of(replica, owner, event_id, user.id) == EDITOR
     finally:
         stack.stop("sharing_service_without_nats")
-    with psycopg.connect(_database_url(stack)) as conn:
-        rows = conn.execute(
-            "SELECT msg_id FROM sharing.outbox WHERE subject = %s ORDER BY id",
-            (sharing_subject(stack.env["EVENTHUB_NAMESPACE"], event_id),),
-        ).fetchall()
-    assert [row[0] for row in rows] == [f"{event_id}:perm:1", f"{event_id}:perm:2"]
+    assert [row[:3] for row in wait_for_audit(stack, event_id, 2)][1] == (2, user.id, "editor")
 
 
-def test_the_service_validates_share_requests_itself(sharing, make_user) -> None:
+def test_the_service_validates_share_requests_itself(sharing, events, make_user) -> None:
     """Callers that bypass the gateway get the same field paths."""
     owner, user = make_user(), make_user()
-    event_id = new_event(sharing, owner)
+    event_id = new_event(events, owner)
     cases = [
         ([], ["users"]),
         ([pb.ShareTarget(user_id=user.id, role=VIEWER)] * 101, ["users"]),
@@ -369,9 +378,9 @@ def test_the_service_validates_share_requests_itself(sharing, make_user) -> None
     assert role_of(sharing, owner, event_id, user.id) == UNSPECIFIED
 
 
-def test_unknown_users_are_named_and_nothing_is_shared(sharing, make_user) -> None:
+def test_unknown_users_are_named_and_nothing_is_shared(sharing, events, make_user) -> None:
     owner, user = make_user(), make_user()
-    event_id = new_event(sharing, owner)
+    event_id = new_event(events, owner)
     request = pb.ShareEventRequest(
         event_id=event_id,
         users=[

@@ -239,9 +239,61 @@ class GetEventVersionRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class GetEventVersionResponse(_message.Message):
-    __slots__ = ("version", "deleted")
+    __slots__ = ("version", "deleted", "role")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     version: int
     deleted: bool
-    def __init__(self, version: _Optional[int] = ..., deleted: _Optional[bool] = ...) -> None: ...
+    role: _common_pb2.Role
+    def __init__(self, version: _Optional[int] = ..., deleted: _Optional[bool] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class AccessEntry(_message.Message):
+    __slots__ = ("user_id", "username", "role", "granted_by", "granted_at")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_BY_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_AT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    username: str
+    role: _common_pb2.Role
+    granted_by: str
+    granted_at: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., granted_by: _Optional[str] = ..., granted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Access(_message.Message):
+    __slots__ = ("event_id", "access_version", "entries")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    access_version: int
+    entries: _containers.RepeatedCompositeFieldContainer[AccessEntry]
+    def __init__(self, event_id: _Optional[str] = ..., access_version: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[AccessEntry, _Mapping]]] = ...) -> None: ...
+
+class GetAccessRequest(_message.Message):
+    __slots__ = ("event_id",)
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    def __init__(self, event_id: _Optional[str] = ...) -> None: ...
+
+class AccessChange(_message.Message):
+    __slots__ = ("user_id", "username", "role")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    username: str
+    role: _common_pb2.Role
+    def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class ChangeAccessRequest(_message.Message):
+    __slots__ = ("event_id", "expected_access_version", "changes")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ACCESS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    expected_access_version: int
+    changes: _containers.RepeatedCompositeFieldContainer[AccessChange]
+    def __init__(self, event_id: _Optional[str] = ..., expected_access_version: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[AccessChange, _Mapping]]] = ...) -> None: ...

@@ -26,12 +26,13 @@ if _version_not_supported:
 
 
 class EventServiceStub:
-    """Owns events. Every call acts as the user of the access token in the
-    authorization metadata and checks that user's role with the sharing service.
+    """Owns events and their access lists (who holds which role on each event).
+    Every call acts as the user of the access token in the authorization
+    metadata and checks that user's role itself.
     Errors: INVALID_ARGUMENT (field errors in the eventhub-error-bin trailer),
     NOT_FOUND (absent or not visible), PERMISSION_DENIED (role too low),
     ABORTED (overlap with the owner's other events; conflicts in the trailer),
-    FAILED_PRECONDITION (expected_version is stale).
+    FAILED_PRECONDITION (expected_version or expected_access_version is stale).
     """
 
     def __init__(self, channel):
@@ -95,15 +96,26 @@ class EventServiceStub:
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetEventVersionRequest.SerializeToString,
                 response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetEventVersionResponse.FromString,
                 _registered_method=True)
+        self.GetAccess = channel.unary_unary(
+                '/eventhub.events.v1.EventService/GetAccess',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetAccessRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.Access.FromString,
+                _registered_method=True)
+        self.ChangeAccess = channel.unary_unary(
+                '/eventhub.events.v1.EventService/ChangeAccess',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ChangeAccessRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.Access.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
-    """Owns events. Every call acts as the user of the access token in the
-    authorization metadata and checks that user's role with the sharing service.
+    """Owns events and their access lists (who holds which role on each event).
+    Every call acts as the user of the access token in the authorization
+    metadata and checks that user's role itself.
     Errors: INVALID_ARGUMENT (field errors in the eventhub-error-bin trailer),
     NOT_FOUND (absent or not visible), PERMISSION_DENIED (role too low),
     ABORTED (overlap with the owner's other events; conflicts in the trailer),
-    FAILED_PRECONDITION (expected_version is stale).
+    FAILED_PRECONDITION (expected_version or expected_access_version is stale).
     """
 
     def CreateEvent(self, request, context):
@@ -178,7 +190,26 @@ class EventServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetEventVersion(self, request, context):
-        """The current version of an event, also after it was deleted (any role).
+        """The current version of an event and the caller's role on it, also after
+        the event was deleted (any role).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccess(self, request, context):
+        """The access list of a live event (any role). Called by the sharing service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeAccess(self, request, context):
+        """Applies role changes to a live event's access list in one transaction, if
+        the list is still at expected_access_version (owner only). Each change that
+        alters a role adds 1 to the access version and is announced in an
+        access-change notification. Called by the sharing service, which owns the
+        sharing rules (last owner, all or nothing).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -242,6 +273,16 @@ def add_EventServiceServicer_to_server(servicer, server):
                     request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetEventVersionRequest.FromString,
                     response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetEventVersionResponse.SerializeToString,
             ),
+            'GetAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccess,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetAccessRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.Access.SerializeToString,
+            ),
+            'ChangeAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeAccess,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ChangeAccessRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.Access.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'eventhub.events.v1.EventService', rpc_method_handlers)
@@ -251,12 +292,13 @@ def add_EventServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EventService:
-    """Owns events. Every call acts as the user of the access token in the
-    authorization metadata and checks that user's role with the sharing service.
+    """Owns events and their access lists (who holds which role on each event).
+    Every call acts as the user of the access token in the authorization
+    metadata and checks that user's role itself.
     Errors: INVALID_ARGUMENT (field errors in the eventhub-error-bin trailer),
     NOT_FOUND (absent or not visible), PERMISSION_DENIED (role too low),
     ABORTED (overlap with the owner's other events; conflicts in the trailer),
-    FAILED_PRECONDITION (expected_version is stale).
+    FAILED_PRECONDITION (expected_version or expected_access_version is stale).
     """
 
     @staticmethod
@@ -546,6 +588,60 @@ class EventService:
             '/eventhub.events.v1.EventService/GetEventVersion',
             eventhub_dot_events_dot_v1_dot_events__pb2.GetEventVersionRequest.SerializeToString,
             eventhub_dot_events_dot_v1_dot_events__pb2.GetEventVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/GetAccess',
+            eventhub_dot_events_dot_v1_dot_events__pb2.GetAccessRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.Access.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/ChangeAccess',
+            eventhub_dot_events_dot_v1_dot_events__pb2.ChangeAccessRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.Access.FromString,
             options,
             channel_credentials,
             insecure,

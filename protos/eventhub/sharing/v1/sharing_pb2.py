@@ -26,7 +26,7 @@ from eventhub.common.v1 import common_pb2 as eventhub_dot_common_dot_v1_dot_comm
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!eventhub/sharing/v1/sharing.proto\x12\x13\x65venthub.sharing.v1\x1a\x1f\x65venthub/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n\nPermission\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12&\n\x04role\x18\x04 \x01(\x0e\x32\x18.eventhub.common.v1.Role\x12\x12\n\ngranted_by\x18\x05 \x01(\t\x12.\n\ngranted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x17InitializeOwnersRequest\x12\x11\n\tevent_ids\x18\x01 \x03(\t\"J\n\x18InitializeOwnersResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.eventhub.sharing.v1.Permission\"3\n\x0eGetRoleRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"9\n\x0fGetRoleResponse\x12&\n\x04role\x18\x01 \x01(\x0e\x32\x18.eventhub.common.v1.Role\"L\n\x11ListGrantsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12&\n\x04role\x18\x02 \x01(\x0e\x32\x18.eventhub.common.v1.Role\"A\n\x05Grant\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12&\n\x04role\x18\x02 \x01(\x0e\x32\x18.eventhub.common.v1.Role\"@\n\x12ListGrantsResponse\x12*\n\x06grants\x18\x01 \x03(\x0b\x32\x1a.eventhub.sharing.v1.Grant\"d\n\x0bShareTarget\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08username\x18\x02 \x01(\tH\x00\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.eventhub.common.v1.RoleB\x06\n\x04user\"V\n\x11ShareEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x05users\x18\x02 \x03(\x0b\x32 .eventhub.sharing.v1.ShareTarget\"D\n\x12ShareEventResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.eventhub.sharing.v1.Permission\"*\n\x16ListPermissionsRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"I\n\x17ListPermissionsResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.eventhub.sharing.v1.Permission\"d\n\x17UpdatePermissionRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.eventhub.common.v1.Role\"<\n\x17RevokePermissionRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x1a\n\x18RevokePermissionResponse2\xd7\x05\n\x0eSharingService\x12o\n\x10InitializeOwners\x12,.eventhub.sharing.v1.InitializeOwnersRequest\x1a-.eventhub.sharing.v1.InitializeOwnersResponse\x12T\n\x07GetRole\x12#.eventhub.sharing.v1.GetRoleRequest\x1a$.eventhub.sharing.v1.GetRoleResponse\x12]\n\nListGrants\x12&.eventhub.sharing.v1.ListGrantsRequest\x1a\'.eventhub.sharing.v1.ListGrantsResponse\x12]\n\nShareEvent\x12&.eventhub.sharing.v1.ShareEventRequest\x1a\'.eventhub.sharing.v1.ShareEventResponse\x12l\n\x0fListPermissions\x12+.eventhub.sharing.v1.ListPermissionsRequest\x1a,.eventhub.sharing.v1.ListPermissionsResponse\x12\x61\n\x10UpdatePermission\x12,.eventhub.sharing.v1.UpdatePermissionRequest\x1a\x1f.eventhub.sharing.v1.Permission\x12o\n\x10RevokePermission\x12,.eventhub.sharing.v1.RevokePermissionRequest\x1a-.eventhub.sharing.v1.RevokePermissionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!eventhub/sharing/v1/sharing.proto\x12\x13\x65venthub.sharing.v1\x1a\x1f\x65venthub/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n\nPermission\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12&\n\x04role\x18\x04 \x01(\x0e\x32\x18.eventhub.common.v1.Role\x12\x12\n\ngranted_by\x18\x05 \x01(\t\x12.\n\ngranted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x0bShareTarget\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08username\x18\x02 \x01(\tH\x00\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.eventhub.common.v1.RoleB\x06\n\x04user\"V\n\x11ShareEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x05users\x18\x02 \x03(\x0b\x32 .eventhub.sharing.v1.ShareTarget\"D\n\x12ShareEventResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.eventhub.sharing.v1.Permission\"*\n\x16ListPermissionsRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"I\n\x17ListPermissionsResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.eventhub.sharing.v1.Permission\"d\n\x17UpdatePermissionRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.eventhub.common.v1.Role\"<\n\x17RevokePermissionRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x1a\n\x18RevokePermissionResponse2\xb1\x03\n\x0eSharingService\x12]\n\nShareEvent\x12&.eventhub.sharing.v1.ShareEventRequest\x1a\'.eventhub.sharing.v1.ShareEventResponse\x12l\n\x0fListPermissions\x12+.eventhub.sharing.v1.ListPermissionsRequest\x1a,.eventhub.sharing.v1.ListPermissionsResponse\x12\x61\n\x10UpdatePermission\x12,.eventhub.sharing.v1.UpdatePermissionRequest\x1a\x1f.eventhub.sharing.v1.Permission\x12o\n\x10RevokePermission\x12,.eventhub.sharing.v1.RevokePermissionRequest\x1a-.eventhub.sharing.v1.RevokePermissionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +35,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PERMISSION']._serialized_start=125
   _globals['_PERMISSION']._serialized_end=298
-  _globals['_INITIALIZEOWNERSREQUEST']._serialized_start=300
-  _globals['_INITIALIZEOWNERSREQUEST']._serialized_end=344
-  _globals['_INITIALIZEOWNERSRESPONSE']._serialized_start=346
-  _globals['_INITIALIZEOWNERSRESPONSE']._serialized_end=420
-  _globals['_GETROLEREQUEST']._serialized_start=422
-  _globals['_GETROLEREQUEST']._serialized_end=473
-  _globals['_GETROLERESPONSE']._serialized_start=475
-  _globals['_GETROLERESPONSE']._serialized_end=532
-  _globals['_LISTGRANTSREQUEST']._serialized_start=534
-  _globals['_LISTGRANTSREQUEST']._serialized_end=610
-  _globals['_GRANT']._serialized_start=612
-  _globals['_GRANT']._serialized_end=677
-  _globals['_LISTGRANTSRESPONSE']._serialized_start=679
-  _globals['_LISTGRANTSRESPONSE']._serialized_end=743
-  _globals['_SHARETARGET']._serialized_start=745
-  _globals['_SHARETARGET']._serialized_end=845
-  _globals['_SHAREEVENTREQUEST']._serialized_start=847
-  _globals['_SHAREEVENTREQUEST']._serialized_end=933
-  _globals['_SHAREEVENTRESPONSE']._serialized_start=935
-  _globals['_SHAREEVENTRESPONSE']._serialized_end=1003
-  _globals['_LISTPERMISSIONSREQUEST']._serialized_start=1005
-  _globals['_LISTPERMISSIONSREQUEST']._serialized_end=1047
-  _globals['_LISTPERMISSIONSRESPONSE']._serialized_start=1049
-  _globals['_LISTPERMISSIONSRESPONSE']._serialized_end=1122
-  _globals['_UPDATEPERMISSIONREQUEST']._serialized_start=1124
-  _globals['_UPDATEPERMISSIONREQUEST']._serialized_end=1224
-  _globals['_REVOKEPERMISSIONREQUEST']._serialized_start=1226
-  _globals['_REVOKEPERMISSIONREQUEST']._serialized_end=1286
-  _globals['_REVOKEPERMISSIONRESPONSE']._serialized_start=1288
-  _globals['_REVOKEPERMISSIONRESPONSE']._serialized_end=1314
-  _globals['_SHARINGSERVICE']._serialized_start=1317
-  _globals['_SHARINGSERVICE']._serialized_end=2044
+  _globals['_SHARETARGET']._serialized_start=300
+  _globals['_SHARETARGET']._serialized_end=400
+  _globals['_SHAREEVENTREQUEST']._serialized_start=402
+  _globals['_SHAREEVENTREQUEST']._serialized_end=488
+  _globals['_SHAREEVENTRESPONSE']._serialized_start=490
+  _globals['_SHAREEVENTRESPONSE']._serialized_end=558
+  _globals['_LISTPERMISSIONSREQUEST']._serialized_start=560
+  _globals['_LISTPERMISSIONSREQUEST']._serialized_end=602
+  _globals['_LISTPERMISSIONSRESPONSE']._serialized_start=604
+  _globals['_LISTPERMISSIONSRESPONSE']._serialized_end=677
+  _globals['_UPDATEPERMISSIONREQUEST']._serialized_start=679
+  _globals['_UPDATEPERMISSIONREQUEST']._serialized_end=779
+  _globals['_REVOKEPERMISSIONREQUEST']._serialized_start=781
+  _globals['_REVOKEPERMISSIONREQUEST']._serialized_end=841
+  _globals['_REVOKEPERMISSIONRESPONSE']._serialized_start=843
+  _globals['_REVOKEPERMISSIONRESPONSE']._serialized_end=869
+  _globals['_SHARINGSERVICE']._serialized_start=872
+  _globals['_SHARINGSERVICE']._serialized_end=1305
 # @@protoc_insertion_point(module_scope)

@@ -26,54 +26,6 @@ class Permission(_message.Message):
     granted_at: _timestamp_pb2.Timestamp
     def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., username: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., granted_by: _Optional[str] = ..., granted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
-class InitializeOwnersRequest(_message.Message):
-    __slots__ = ("event_ids",)
-    EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
-    event_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, event_ids: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class InitializeOwnersResponse(_message.Message):
-    __slots__ = ("items",)
-    ITEMS_FIELD_NUMBER: _ClassVar[int]
-    items: _containers.RepeatedCompositeFieldContainer[Permission]
-    def __init__(self, items: _Optional[_Iterable[_Union[Permission, _Mapping]]] = ...) -> None: ...
-
-class GetRoleRequest(_message.Message):
-    __slots__ = ("event_id", "user_id")
-    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
-    USER_ID_FIELD_NUMBER: _ClassVar[int]
-    event_id: str
-    user_id: str
-    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
-
-class GetRoleResponse(_message.Message):
-    __slots__ = ("role",)
-    ROLE_FIELD_NUMBER: _ClassVar[int]
-    role: _common_pb2.Role
-    def __init__(self, role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
-
-class ListGrantsRequest(_message.Message):
-    __slots__ = ("user_id", "role")
-    USER_ID_FIELD_NUMBER: _ClassVar[int]
-    ROLE_FIELD_NUMBER: _ClassVar[int]
-    user_id: str
-    role: _common_pb2.Role
-    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
-
-class Grant(_message.Message):
-    __slots__ = ("event_id", "role")
-    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
-    ROLE_FIELD_NUMBER: _ClassVar[int]
-    event_id: str
-    role: _common_pb2.Role
-    def __init__(self, event_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
-
-class ListGrantsResponse(_message.Message):
-    __slots__ = ("grants",)
-    GRANTS_FIELD_NUMBER: _ClassVar[int]
-    grants: _containers.RepeatedCompositeFieldContainer[Grant]
-    def __init__(self, grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ...) -> None: ...
-
 class ShareTarget(_message.Message):
     __slots__ = ("user_id", "username", "role")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

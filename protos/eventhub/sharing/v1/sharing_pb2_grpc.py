@@ -26,10 +26,13 @@ if _version_not_supported:
 
 
 class SharingServiceStub:
-    """The authority on roles. Calls act as the user of the access token in the
-    authorization metadata. NOT_FOUND when the caller has no role on the event,
+    """The sharing rules (who may share, the last-owner rule, all-or-nothing shares,
+    usernames) and the permission audit trail. The access lists themselves live
+    with the events: this service reads and changes them through the event
+    service. Calls act as the user of the access token in the authorization
+    metadata. NOT_FOUND when the caller has no role on the event,
     PERMISSION_DENIED when it is not an owner, ABORTED when a change would
-    leave an event without an owner.
+    leave an event without an owner or lost a race with other changes.
     """
 
     def __init__(self, channel):
@@ -38,21 +41,6 @@ class SharingServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.InitializeOwners = channel.unary_unary(
-                '/eventhub.sharing.v1.SharingService/InitializeOwners',
-                request_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersRequest.SerializeToString,
-                response_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersResponse.FromString,
-                _registered_method=True)
-        self.GetRole = channel.unary_unary(
-                '/eventhub.sharing.v1.SharingService/GetRole',
-                request_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.GetRoleRequest.SerializeToString,
-                response_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.GetRoleResponse.FromString,
-                _registered_method=True)
-        self.ListGrants = channel.unary_unary(
-                '/eventhub.sharing.v1.SharingService/ListGrants',
-                request_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListGrantsRequest.SerializeToString,
-                response_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListGrantsResponse.FromString,
-                _registered_method=True)
         self.ShareEvent = channel.unary_unary(
                 '/eventhub.sharing.v1.SharingService/ShareEvent',
                 request_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ShareEventRequest.SerializeToString,
@@ -76,34 +64,14 @@ class SharingServiceStub:
 
 
 class SharingServiceServicer:
-    """The authority on roles. Calls act as the user of the access token in the
-    authorization metadata. NOT_FOUND when the caller has no role on the event,
+    """The sharing rules (who may share, the last-owner rule, all-or-nothing shares,
+    usernames) and the permission audit trail. The access lists themselves live
+    with the events: this service reads and changes them through the event
+    service. Calls act as the user of the access token in the authorization
+    metadata. NOT_FOUND when the caller has no role on the event,
     PERMISSION_DENIED when it is not an owner, ABORTED when a change would
-    leave an event without an owner.
+    leave an event without an owner or lost a race with other changes.
     """
-
-    def InitializeOwners(self, request, context):
-        """Makes the caller the first owner of new events, all or none (called by the
-        event service on create). A repeat by the same owner changes nothing;
-        ALREADY_EXISTS if another user already owns one of them.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetRole(self, request, context):
-        """The role a user has on an event; ROLE_UNSPECIFIED if none.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListGrants(self, request, context):
-        """Every event a user has a role on (called by the event service to list).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
     def ShareEvent(self, request, context):
         """Grants roles to users by id or username, all or none (owners only).
@@ -136,21 +104,6 @@ class SharingServiceServicer:
 
 def add_SharingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'InitializeOwners': grpc.unary_unary_rpc_method_handler(
-                    servicer.InitializeOwners,
-                    request_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersRequest.FromString,
-                    response_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersResponse.SerializeToString,
-            ),
-            'GetRole': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetRole,
-                    request_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.GetRoleRequest.FromString,
-                    response_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.GetRoleResponse.SerializeToString,
-            ),
-            'ListGrants': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListGrants,
-                    request_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListGrantsRequest.FromString,
-                    response_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListGrantsResponse.SerializeToString,
-            ),
             'ShareEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.ShareEvent,
                     request_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ShareEventRequest.FromString,
@@ -180,92 +133,14 @@ def add_SharingServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SharingService:
-    """The authority on roles. Calls act as the user of the access token in the
-    authorization metadata. NOT_FOUND when the caller has no role on the event,
+    """The sharing rules (who may share, the last-owner rule, all-or-nothing shares,
+    usernames) and the permission audit trail. The access lists themselves live
+    with the events: this service reads and changes them through the event
+    service. Calls act as the user of the access token in the authorization
+    metadata. NOT_FOUND when the caller has no role on the event,
     PERMISSION_DENIED when it is not an owner, ABORTED when a change would
-    leave an event without an owner.
+    leave an event without an owner or lost a race with other changes.
     """
-
-    @staticmethod
-    def InitializeOwners(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/eventhub.sharing.v1.SharingService/InitializeOwners',
-            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersRequest.SerializeToString,
-            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.InitializeOwnersResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetRole(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/eventhub.sharing.v1.SharingService/GetRole',
-            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.GetRoleRequest.SerializeToString,
-            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.GetRoleResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListGrants(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/eventhub.sharing.v1.SharingService/ListGrants',
-            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListGrantsRequest.SerializeToString,
-            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListGrantsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def ShareEvent(request,

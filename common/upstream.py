@@ -1,4 +1,11 @@
-"""Calls to the event and sharing services, with their errors passed on to our caller."""
+"""The one policy for errors from another service: passed on to our own caller.
+
+A typed client (one per remote service, in the calling service's package) wraps
+every call in `call`, so the rest of the service never sees a `grpc` exception:
+the upstream's status and problem details travel on unchanged (a 404 stays a 404
+with its detail), and a service that is down or too slow stays UNAVAILABLE or
+DEADLINE_EXCEEDED, which the gateway answers with 503 or 504.
+"""
 
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar

@@ -1,0 +1,142 @@
+"""A durable JetStream pull consumer that rides out NATS and database outages.
+
+Every replica of a service pulls from one durable consumer, so each message goes
+to one replica. Subclasses store a fetched batch in `handle` and ack each message
+only after their commit; JetStream redelivers whatever is not acked in time, so a
+process that dies mid-batch loses nothing. Storing must be idempotent.
+"""
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from common.nats_client import connect, ensure_stream
+
+log = logging.getLogger(__name__)
+
+FETCH_TIMEOUT = 1.0
+MAX_BACKOFF = 5.0
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """Where a consumer reads: the stream (created with `subjects` if missing), the
+    subjects it takes from it, and the durable name its replicas share."""
+
+    nats_url: str
+    stream: str
+    subjects: list[str]
+    filter_subject: str
+    durable: str
+    batch_size: int
+    ack_wait: float
+
+
+def is_passing(error: Exception) -> bool:
+    """Whether a database error may go away by itself (connection lost, pool exhausted)."""
+    if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError | OSError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+class DurableConsumer:
+    def __init__(self, subscription: Subscription) -> None:
+        self._where = subscription
+        self._client: Client | None = None
+        self._subscription: Any = None
+        self._stopping = asyncio.Event()
+
+    async def handle(self, messages: list[Msg]) -> None:
+        """Store a batch, then ack, nak or term each message."""
+        raise NotImplementedError
+
+    def consumer_config(self) -> ConsumerConfig:
+        where = self._where
+        return ConsumerConfig(
+            durable_name=where.durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=where.ack_wait,
+            max_ack_pending=10 * where.batch_size,
+            filter_subject=where.filter_subject,
+        )
+
+    async def run(self) -> None:
+        """Consume until `stop()`."""
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                subscription = await self._subscribe()
+                try:
+                    messages = await subscription.fetch(
+                        self._where.batch_size, timeout=FETCH_TIMEOUT
+                    )
+                except TimeoutError:
+                    continue
+                await self.handle(messages)
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("consumer paused", extra={"error": repr(error), "retry_in": backoff})
+                await self._drop_subscription()
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _subscribe(self) -> Any:
+        where = self._where
+        if self._client is None or self._client.is_closed:
+            self._client = await connect(where.nats_url, where.durable)
+            self._subscription = None
+        if self._subscription is None:
+            await ensure_stream(self._client, where.stream, where.subjects)
+            self._subscription = await self._client.jetstream().pull_subscribe(
+                where.filter_subject,
+                durable=where.durable,
+                stream=where.stream,
+                config=self.consumer_config(),
+            )
+            log.info("consuming", extra={"stream": where.stream, "durable": where.durable})
+        return self._subscription
+
+    async def _drop_subscription(self) -> None:
+        """Forget the subscription so the next round binds anew (the consumer may be gone)."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            try:
+                await subscription.unsubscribe()
+            except Exception:  # the connection may be down; the server drops it then
+                pass
+
+    def start(self) -> asyncio.Task[None]:
+        return asyncio.create_task(self.run(), name=self._where.durable)
+
+    async def stop(self, running: asyncio.Task[None], grace: float = FETCH_TIMEOUT + 1) -> None:
+        """Let `running` (the task of `run()`) finish its batch, then cancel whatever it awaits
+        (e.g. connecting to a NATS that is down). Unacked messages are redelivered."""
+        self._stopping.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(running), grace)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+    async def close(self) -> None:
+        """Send the last acks and disconnect. (Draining would wait out the pull request.)"""
+        await self._drop_subscription()
+        if self._client is not None and not self._client.is_closed:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self._client.flush(timeout=1)
+            await self._client.close()
