@@ -1,45 +1,109 @@
-"""`make bench`: the load harness. Starts an isolated system (or uses a running
-one with --url), seeds it through the API, drives each scenario with wrk from a
-separate process, and prints requests/s, p50, p99 and errors per scenario, with
-throughput as a ratio of a bare FastAPI app served the same way (the ceiling).
+"""`make bench`: the gateway under load, against the targets of issue 12.
 
---smoke runs every scenario for a couple of seconds and only checks for errors.
+Starts an isolated system (or uses a running one with --url), seeds it through the
+API, measures a bare FastAPI app served exactly like the gateway (same workers,
+uvloop, httptools: the ceiling), then drives each scenario with wrk from a separate
+process and prints req/s, p50, p99, errors (non-2xx answers included), the ratio to
+the ceiling, the target and PASS or MISS:
+
+  S1   cached GET /api/events/{id}                        >= 0.25 x ceiling, p99 <= 50 ms, 0 errors
+  S3   first page of GET /api/events, no filters          >= 0.10 x ceiling
+       (caller owns 10,000 events, 10,000 more shared with them)
+  S3x  GET /api/events?expand=true, one month,            >= 0.01 x ceiling, 0 errors
+       1,000 weekly series
+  S2   POST /api/events with conflict check, one user     >= 0.06 x ceiling, 0 errors
+       owning 10,000 events (every create a free slot: a 409 is an error)
+  S4   mixed 80% GET / 15% PATCH / 5% POST, 100 users     >= 0.15 x ceiling
+  lag  PATCH answered -> version listed by                p99 <= 100 ms
+       GET /api/events/{id}/history, writes paced at half S2's req/s for 20 s
+
+S1, S2, S3 and S3x run as one heavy user; S3 and S3x run before S2 so that S2's
+creates do not add to the calendar they read. Before each scenario the harness waits
+until the history has caught up with earlier writes.
+
+Exit status: 1 if any request failed (transport error, timeout or non-2xx answer,
+in any scenario or the lag run), else 0. A MISS is reported, not a failure.
+--smoke seeds a little, runs each scenario for 2 s and only checks for errors (its
+PASS/MISS says little).
 """
 
 import argparse
+import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
-import uuid
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
+from bench.common import BENCH_SETTINGS, isolated_stack, percentiles
+from bench.history_lag import LagResult, measure_history_lag
+from bench.load_seed import Seeded, Sizes, seed, settle
 from bench.wrk import Figures, run_wrk
-from scripts.stack import REPO, Stack, free_port, isolated_deployment, wait_until
+from scripts.stack import REPO, free_port, wait_until
 
-PASSWORD = "bench password 1"
-SEED_START = datetime(2030, 1, 7, 9, tzinfo=UTC)
+FULL = Sizes(owned=10_000, shared=10_000, series=1_000, users=100)
+SMOKE = Sizes(owned=200, shared=200, series=50, users=10)
+# One month of the series' year: each series has 4 or 5 occurrences in it.
+EXPAND_WINDOW = "start=2040-03-01T00:00:00Z&end=2040-04-01T00:00:00Z"
+# Creates take hour slots from 2100-01-01 (epoch seconds) on: after every seeded event
+# and series, and within the API's years (<= 2200) for over 800,000 creates.
+FIRST_CREATE_SLOT = 4102444800
+LAG_TARGET_MS = 100.0
+LAG_EVENTS = 500  # the lag run writes to this many of the heavy user's events in turn
 
 
-@dataclass
+@dataclass(frozen=True)
 class Options:
     seconds: float
     connections: int
     threads: int
     workers: int
-    owned_events: int
-    users: int
+    lag_seconds: float
+    sizes: Sizes
+    smoke: bool
 
 
-@dataclass
-class Seeded:
-    token: str
-    event_id: str
-    users: list[dict]
+@dataclass(frozen=True)
+class Target:
+    min_ratio: float
+    max_p99_ms: float | None = None
+    no_errors: bool = False
+
+    def __str__(self) -> str:
+        parts = [f">={self.min_ratio:g}x"]
+        if self.max_p99_ms is not None:
+            parts.append(f"p99<={self.max_p99_ms:g}ms")
+        if self.no_errors:
+            parts.append("0 errors")
+        return ", ".join(parts)
+
+    def met(self, figures: Figures, ceiling: Figures) -> bool:
+        return (
+            figures.requests_per_s >= self.min_ratio * ceiling.requests_per_s
+            and (self.max_p99_ms is None or figures.p99_ms <= self.max_p99_ms)
+            and (not self.no_errors or figures.errors == 0)
+        )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str  # S1, S2, ...
+    title: str
+    path: str  # with the query; for a scripted `request()` only its host matters
+    script: str  # wrk Lua
+    target: Target
+
+    @property
+    def name(self) -> str:
+        return f"{self.key} {self.title}"
+
+
+# wrk scripts
 
 
 def lua_string(value: str) -> str:
@@ -50,125 +114,48 @@ def lua_list(values: list[str]) -> str:
     return "{" + ",".join(lua_string(v) for v in values) + "}"
 
 
-def login(client: httpx.Client, prefix: str) -> tuple[str, str]:
-    username = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    body = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
-    registered = client.post("/api/auth/register", json=body)
-    registered.raise_for_status()
-    tokens = client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
-    tokens.raise_for_status()
-    return registered.json()["id"], tokens.json()["access_token"]
+def get_script(token: str) -> str:
+    return f'wrk.method = "GET"\nwrk.headers["Authorization"] = {lua_string("Bearer " + token)}\n'
 
 
-def iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def seed(client: httpx.Client, options: Options) -> Seeded:
-    """One heavy owner (one-offs and weekly series) and a crowd of users sharing events."""
-    _, token = login(client, "owner")
-    headers = {"Authorization": f"Bearer {token}"}
-    for first in range(0, options.owned_events, 500):
-        batch = [
-            {
-                "title": f"seeded {i}",
-                "start_time": iso(SEED_START + timedelta(hours=2 * i)),
-                "end_time": iso(SEED_START + timedelta(hours=2 * i, minutes=30)),
-            }
-            for i in range(first, min(first + 500, options.owned_events))
-        ]
-        client.post("/api/events/batch", json={"events": batch}, headers=headers).raise_for_status()
-    series = [
-        {
-            "title": f"weekly {i}",
-            "start_time": iso(SEED_START + timedelta(minutes=45 + i)),
-            "end_time": iso(SEED_START + timedelta(minutes=46 + i)),
-            "timezone": "Europe/Berlin",
-            "is_recurring": True,
-            "recurrence_rule": "FREQ=WEEKLY;BYDAY=MO,WE",
-        }
-        for i in range(50)
-    ]
-    created = client.post(
-        "/api/events/batch", json={"events": series, "allow_conflicts": True}, headers=headers
-    )
-    created.raise_for_status()
-    event_id = created.json()["items"][0]["id"]
-
-    users = []
-    for n in range(options.users):
-        user_id, user_token = login(client, f"crowd{n}")
-        auth = {"Authorization": f"Bearer {user_token}"}
-        events = [
-            {
-                "title": f"crowd {n}-{i}",
-                "start_time": iso(SEED_START + timedelta(days=i, hours=n % 12)),
-                "end_time": iso(SEED_START + timedelta(days=i, hours=n % 12, minutes=30)),
-            }
-            for i in range(10)
-        ]
-        batch = client.post("/api/events/batch", json={"events": events}, headers=auth)
-        batch.raise_for_status()
-        users.append(
-            {"id": user_id, "token": user_token, "own": [e["id"] for e in batch.json()["items"]]}
-        )
-    for n, user in enumerate(users):
-        neighbour = users[(n + 1) % len(users)]
-        share = {"users": [{"user_id": neighbour["id"], "role": "editor"}]}
-        for event_id_to_share in user["own"][:3]:
-            client.post(
-                f"/api/events/{event_id_to_share}/share",
-                json=share,
-                headers={"Authorization": f"Bearer {user['token']}"},
-            ).raise_for_status()
-        neighbour.setdefault("shared", []).extend(user["own"][:3])
-    return Seeded(token=token, event_id=event_id, users=users)
-
-
-def scenario_scripts(seeded: Seeded) -> dict[str, tuple[str, str]]:
-    """Scenario name → (URL path, wrk Lua script)."""
-    auth = lua_string(f"Bearer {seeded.token}")
-    window = "start=2030-03-01T00:00:00Z&end=2030-04-01T00:00:00Z"
-    unique_slots = """
+def unique_slots(threads: int) -> str:
+    """Lua `slot_body(title)`: an event body in a slot no other request of the run
+    takes (slot = counter * threads + thread number), so creates never conflict."""
+    return f"""
 local counter = 0
 local started = 0
 setup = function(thread) thread:set("tid", started); started = started + 1 end
 local function slot_body(title)
+  local start = {FIRST_CREATE_SLOT} + (counter * {threads} + tid) * 3600
   counter = counter + 1
-  -- One slot a day per thread from 2040 on, at 20:00 UTC + thread: clear of every
-  -- seeded event and series, so creates measure the check, not 409s.
-  local start = 2208988800 + counter * 86400 + 72000 + (tid or 0) * 3600
-  return string.format('{"title":"%s","start_time":"%s","end_time":"%s"}', title,
+  return string.format('{{"title":"%s","start_time":"%s","end_time":"%s"}}', title,
     os.date("!%Y-%m-%dT%H:%M:%SZ", start), os.date("!%Y-%m-%dT%H:%M:%SZ", start + 1800))
 end
 """
-    users = seeded.users
-    tokens = lua_list([f"Bearer {u['token']}" for u in users])
-    readable = "{" + ",".join(lua_list(u["own"] + u.get("shared", [])) for u in users) + "}"
-    own = "{" + ",".join(lua_list(u["own"]) for u in users) + "}"
-    return {
-        "S1 GET /api/events/{id} (warm cache)": (
-            f"/api/events/{seeded.event_id}",
-            f'wrk.method = "GET"\nwrk.headers["Authorization"] = {auth}\n',
-        ),
-        "S2 POST /api/events (10,000 owned)": (
-            "/api/events",
-            unique_slots
-            + f"""
+
+
+def create_script(token: str, threads: int) -> str:
+    auth = lua_string(f"Bearer {token}")
+    return (
+        unique_slots(threads)
+        + f"""
 request = function()
   return wrk.format("POST", "/api/events",
     {{["Content-Type"] = "application/json", ["Authorization"] = {auth}}}, slot_body("bench"))
 end
-""",
-        ),
-        "S3 GET /api/events?expand=true (1 month)": (
-            f"/api/events?expand=true&{window}",
-            f'wrk.method = "GET"\nwrk.headers["Authorization"] = {auth}\n',
-        ),
-        "S4 mixed 80/15/5 over 100 users": (
-            "/api/events",
-            unique_slots
-            + f"""
+"""
+    )
+
+
+def mixed_script(seeded: Seeded, threads: int) -> str:
+    """80% GET of an event the user may read, 15% PATCH of one they own, 5% POST."""
+    crowd = seeded.crowd
+    tokens = lua_list([f"Bearer {member.user.token}" for member in crowd])
+    readable = "{" + ",".join(lua_list(m.own + m.shared) for m in crowd) + "}"
+    own = "{" + ",".join(lua_list(m.own) for m in crowd) + "}"
+    return (
+        unique_slots(threads)
+        + f"""
 local tokens = {tokens}
 local readable = {readable}
 local own = {own}
@@ -186,9 +173,53 @@ request = function()
   end
   return wrk.format("POST", "/api/events", headers, slot_body("mixed"))
 end
-""",
+"""
+    )
+
+
+def scenarios(seeded: Seeded, options: Options) -> list[Scenario]:
+    """In the order they run (S2 after S3 and S3x: its creates would grow their calendar)."""
+    token, sizes = seeded.heavy.token, options.sizes
+    return [
+        Scenario(
+            "S1",
+            "cached GET /api/events/{id}",
+            f"/api/events/{seeded.heavy_events[0]}",
+            get_script(token),
+            Target(0.25, max_p99_ms=50, no_errors=True),
         ),
-    }
+        Scenario(
+            "S3",
+            f"GET /api/events first page ({sizes.owned}+{sizes.shared})",
+            "/api/events",
+            get_script(token),
+            Target(0.10),
+        ),
+        Scenario(
+            "S3x",
+            f"expand=true, 1 month, {sizes.series} series",
+            f"/api/events?expand=true&{EXPAND_WINDOW}",
+            get_script(token),
+            Target(0.01, no_errors=True),
+        ),
+        Scenario(
+            "S2",
+            f"POST /api/events ({sizes.owned} owned)",
+            "/api/events",
+            create_script(token, options.threads),
+            Target(0.06, no_errors=True),
+        ),
+        Scenario(
+            "S4",
+            f"mixed 80/15/5 over {sizes.users} users",
+            "/api/events",
+            mixed_script(seeded, options.threads),
+            Target(0.15),
+        ),
+    ]
+
+
+# Measuring
 
 
 def measure_ceiling(options: Options, workdir: Path) -> Figures:
@@ -227,75 +258,158 @@ def drive(url: str, script: str, options: Options, workdir: Path) -> Figures:
     )
 
 
-def report(ceiling: Figures, results: dict[str, Figures]) -> None:
+def wait_for_history(url: str, seeded: Seeded) -> None:
+    """`settle` before a measurement; says so when it had to wait."""
+
+    async def settled() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            await settle(client, seeded.heavy, seeded.heavy_events[-1])
+
+    started = time.perf_counter()
+    asyncio.run(settled())
+    if (waited := time.perf_counter() - started) > 1:
+        print(f"  (waited {waited:.1f} s for the history to catch up)", flush=True)
+
+
+def check_seed(url: str, seeded: Seeded, sizes: Sizes) -> None:
+    """The reads see what was seeded: a full first page, and every series in the window."""
+    with httpx.Client(base_url=url, timeout=60, headers=seeded.heavy.headers) as client:
+        page = client.get("/api/events")
+        page.raise_for_status()
+        expanded = client.get(f"/api/events?expand=true&{EXPAND_WINDOW}")
+        expanded.raise_for_status()
+    listed, occurrences = len(page.json()["items"]), len(expanded.json()["items"])
+    print(f"S3 first page: {listed} events; S3x window: {occurrences} occurrences")
+    if listed < min(50, sizes.owned + sizes.shared) or occurrences < 4 * sizes.series:
+        raise RuntimeError("the seeded data is not what the scenarios expect")
+
+
+def history_lag(url: str, seeded: Seeded, s2: Figures, options: Options) -> LagResult:
+    rate = max(1.0, s2.requests_per_s / 2)
+    print(f"history lag: PATCH at {rate:.1f}/s for {options.lag_seconds:g} s...", flush=True)
+    events = seeded.heavy_events[:LAG_EVENTS]
+    return asyncio.run(measure_history_lag(url, seeded.heavy, events, rate, options.lag_seconds))
+
+
+# Reporting
+
+
+def load_average() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg()) + f" ({os.cpu_count()} cores)"
+
+
+HEADER = (
+    f"{'scenario':46} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    f" {'x ceil':>6}  {'target':29} verdict"
+)
+
+
+def row(name: str, rate: float, p50: float, p99: float, errors: int, ratio: str) -> str:
+    return f"{name:46} {rate:7.0f} {p50:8.2f} {p99:8.2f} {errors:6d} {ratio:>6}"
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "MISS"
+
+
+def lag_passed(lag: LagResult) -> bool:
+    """p99 within target, at (nearly) the planned write rate."""
+    p99 = percentiles(lag.lags_ms)[1]
+    return bool(lag.lags_ms) and p99 <= LAG_TARGET_MS and lag.sent_rate >= 0.95 * lag.planned_rate
+
+
+def report(
+    ceiling: Figures, results: list[tuple[Scenario, Figures]], lag: LagResult, smoke: bool
+) -> None:
+    print(f"\n{HEADER}")
+    f = ceiling
+    print(row("ceiling: bare FastAPI GET /ping", f.requests_per_s, f.p50_ms, f.p99_ms,
+              f.errors, "1.000"))  # fmt: skip
+    for scenario, f in results:
+        ratio = f"{f.requests_per_s / ceiling.requests_per_s:.3f}"
+        figures = row(scenario.name, f.requests_per_s, f.p50_ms, f.p99_ms, f.errors, ratio)
+        print(f"{figures}  {scenario.target!s:29} {verdict(scenario.target.met(f, ceiling))}")
+    p50, p99 = percentiles(lag.lags_ms)
+    name = f"lag: PATCH -> /history, {lag.planned_rate:.0f} writes/s planned"
+    target = f"p99<={LAG_TARGET_MS:g}ms at plan"
+    print(f"{row(name, lag.sent_rate, p50, p99, lag.errors, '-')}  {target:29} "
+          f"{verdict(lag_passed(lag))}")  # fmt: skip
     print(
-        f"\n{'scenario':44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'x ceiling':>9}"
+        f"\nlag: {len(lag.lags_ms)} writes read back; the first history read listed the"
+        f" version for {lag.first_read_had_it}; failures: {dict(lag.failures) or 'none'}"
     )
-    rows = [("ceiling: bare FastAPI GET /ping", ceiling), *results.items()]
-    for name, f in rows:
-        ratio = f.requests_per_s / ceiling.requests_per_s
-        figures = f"{f.requests_per_s:8.0f} {f.p50_ms:8.2f} {f.p99_ms:8.2f} {f.errors:7d}"
-        print(f"{name:44} {figures} {ratio:9.3f}")
+    for scenario, f in results:
+        if f.errors:
+            print(f"{scenario.name}: {f.non2xx} non-2xx answers, {f.socket_errors} "
+                  "transport errors or timeouts")  # fmt: skip
+    if smoke:
+        print("smoke run: small seed and 2 s per scenario, so PASS/MISS says little here;")
+        print("only errors fail it.")
 
 
-def run(options: Options, url: str | None) -> int:
-    with tempfile.TemporaryDirectory(prefix="eventhub-bench-") as scratch:
-        workdir = Path(scratch)
-        if url:
-            return bench_against(url, options, workdir)
-        limits = {
-            "EVENTHUB_RATE_LIMIT_LOGIN": "1000000/minute",
-            "EVENTHUB_RATE_LIMIT_REFRESH": "1000000/minute",
-            "EVENTHUB_RATE_LIMIT_USER": "100000000/minute",
-            "EVENTHUB_ARGON2_TIME_COST": "1",
-            "EVENTHUB_ARGON2_MEMORY_KIB": "8192",
-            "EVENTHUB_GATEWAY_WORKERS": str(options.workers),
-            "EVENTHUB_LOG_LEVEL": "WARNING",
-        }
-        with isolated_deployment(workdir, **limits) as env:
-            stack = Stack(env, workdir)
-            stack.migrate()
-            stack.start_all()
-            try:
-                stack.wait_ready()
-                return bench_against(stack.gateway_url, options, workdir)
-            finally:
-                stack.stop_all()
+# The run
 
 
 def bench_against(url: str, options: Options, workdir: Path) -> int:
+    seeded = asyncio.run(seed(url, options.sizes))
+    print(f"Seeded in {seeded.seconds:.1f} s. S1-S3x caller: one heavy user (owns "
+          f"{options.sizes.owned} one-off events and {options.sizes.series} weekly series; "
+          f"{options.sizes.shared} events shared with them).")  # fmt: skip
+    check_seed(url, seeded, options.sizes)
+    print(f"load average after seeding: {load_average()}", flush=True)
     ceiling = measure_ceiling(options, workdir)
-    with httpx.Client(base_url=url, timeout=60) as client:
-        seeded = seed(client, options)
-    results = {
-        name: drive(url + path, script, options, workdir)
-        for name, (path, script) in scenario_scripts(seeded).items()
-    }
-    report(ceiling, results)
-    errors = sum(f.errors for f in results.values())
+    results = []
+    for scenario in scenarios(seeded, options):
+        wait_for_history(url, seeded)
+        print(f"{scenario.name}...", flush=True)
+        results.append((scenario, drive(url + scenario.path, scenario.script, options, workdir)))
+    s2 = next(f for scenario, f in results if scenario.key == "S2")
+    wait_for_history(url, seeded)
+    lag = history_lag(url, seeded, s2, options)
+    report(ceiling, results, lag, options.smoke)
+    errors = ceiling.errors + sum(f.errors for _, f in results) + lag.errors
     if errors:
         print(f"\nFAILED: {errors} requests failed", file=sys.stderr)
     return 1 if errors else 0
 
 
+def run(options: Options, url: str | None) -> int:
+    print(f"load average at start: {load_average()}", flush=True)
+    try:
+        if url:
+            with tempfile.TemporaryDirectory(prefix="eventhub-bench-") as scratch:
+                return bench_against(url, options, Path(scratch))
+        workers = {"EVENTHUB_GATEWAY_WORKERS": str(options.workers)}
+        with isolated_stack("eventhub-bench-", **workers) as (stack, workdir):
+            return bench_against(stack.gateway_url, options, workdir)
+    finally:
+        print(f"load average at end: {load_average()}", flush=True)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--smoke", action="store_true", help="a few seconds each; checks errors only"
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--url", help="bench a running gateway instead of starting one")
-    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--smoke", action="store_true", help="small seed, 2 s each; errors only")
+    parser.add_argument(
+        "--url",
+        help="bench a running gateway instead of starting one (give it generous rate limits,"
+        f" e.g. {BENCH_SETTINGS['EVENTHUB_RATE_LIMIT_USER']} per user, and --workers workers)",
+    )
+    parser.add_argument("--seconds", type=float, default=15, help="per scenario")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="gateway worker processes")
+    parser.add_argument("--lag-seconds", type=float, default=20, help="length of the lag run")
     args = parser.parse_args()
     options = Options(
         seconds=2 if args.smoke else args.seconds,
         connections=8 if args.smoke else args.connections,
         threads=args.threads,
         workers=args.workers,
-        owned_events=1000 if args.smoke else 10_000,
-        users=10 if args.smoke else 100,
+        lag_seconds=3 if args.smoke else args.lag_seconds,
+        sizes=SMOKE if args.smoke else FULL,
+        smoke=args.smoke,
     )
     sys.exit(run(options, args.url))
 

@@ -21,9 +21,7 @@ import json
 import multiprocessing
 import random
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,9 +30,9 @@ from typing import Any
 
 import httpx
 
-from scripts.stack import Stack, isolated_deployment
+from bench.common import isolated_stack, percentiles, register
+from scripts.stack import Stack
 
-PASSWORD = "soak password 1"
 SLOT_START = datetime(2031, 1, 6, tzinfo=UTC)
 SAMPLE_INTERVAL = 2.0
 REQUEST_TIMEOUT = 30.0
@@ -99,13 +97,8 @@ def slot_times(slot: int) -> dict[str, str]:
 def seed(client: httpx.Client, options: Options) -> tuple[list[SoakUser], list[Ack]]:
     users = []
     for index in range(options.users):
-        username = f"soak{index}_{uuid.uuid4().hex[:8]}"
-        body = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
-        registered = client.post("/api/auth/register", json=body)
-        registered.raise_for_status()
-        tokens = client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
-        tokens.raise_for_status()
-        users.append(SoakUser(index, registered.json()["id"], tokens.json()["access_token"]))
+        user = register(client, f"soak{index}")
+        users.append(SoakUser(index, user.id, user.token))
     acks = []
     for user in users:
         for _ in range(options.events_per_user):
@@ -398,8 +391,7 @@ def status_violations(recorded: dict[str, Any]) -> tuple[list[str], list[str]]:
         by_op[op][status] += count
     for op, counts in sorted(by_op.items()):
         latencies = sorted(recorded["latencies"].get(op, [])) or [0.0]
-        p50 = latencies[len(latencies) // 2] * 1000
-        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+        p50, p99 = (seconds * 1000 for seconds in percentiles(latencies))
         statuses = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items(), key=str))
         lines.append(
             f"  {op:8} {sum(counts.values()):7d} requests  p50 {p50:6.1f} ms"
@@ -413,25 +405,8 @@ def status_violations(recorded: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 
 def run(options: Options) -> int:
-    with tempfile.TemporaryDirectory(prefix="eventhub-soak-") as scratch:
-        workdir = Path(scratch)
-        settings = {
-            "EVENTHUB_RATE_LIMIT_LOGIN": "1000000/minute",
-            "EVENTHUB_RATE_LIMIT_REFRESH": "1000000/minute",
-            "EVENTHUB_RATE_LIMIT_USER": "100000000/minute",
-            "EVENTHUB_ARGON2_TIME_COST": "1",
-            "EVENTHUB_ARGON2_MEMORY_KIB": "8192",
-            "EVENTHUB_LOG_LEVEL": "WARNING",
-        }
-        with isolated_deployment(workdir, **settings) as env:
-            stack = Stack(env, workdir)
-            stack.migrate()
-            stack.start_all()
-            try:
-                stack.wait_ready()
-                return soak(stack, options, workdir)
-            finally:
-                stack.stop_all()
+    with isolated_stack("eventhub-soak-") as (stack, workdir):
+        return soak(stack, options, workdir)
 
 
 def run_phase(

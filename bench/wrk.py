@@ -23,7 +23,12 @@ class Figures:
     p50_ms: float
     p99_ms: float
     requests: int
-    errors: int
+    non2xx: int  # answers with status >= 400 (wrk counts those, not 3xx)
+    socket_errors: int  # connect, read, write errors and timeouts
+
+    @property
+    def errors(self) -> int:
+        return self.non2xx + self.socket_errors
 
 
 def ensure_wrk() -> str:
@@ -67,4 +72,4 @@ def run_wrk(
     if not rate or not report:
         raise RuntimeError(f"could not read wrk's output:\n{result.stdout}\n{result.stderr}")
     p50, p99, requests, non2xx, errors = (int(v) for v in report.groups())
-    return Figures(float(rate.group(1)), p50 / 1000, p99 / 1000, requests, non2xx + errors)
+    return Figures(float(rate.group(1)), p50 / 1000, p99 / 1000, requests, non2xx, errors)
