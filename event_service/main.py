@@ -15,6 +15,7 @@ from event_service.access import AccessService
 from event_service.cache import EventCache
 from event_service.config import EventSettings
 from event_service.models import outbox
+from event_service.reads import EventReader
 from event_service.service import EventService
 from event_service.servicer import EventServicer
 from eventhub.events.v1 import events_pb2, events_pb2_grpc
@@ -41,7 +42,8 @@ async def run(settings: EventSettings) -> None:
         settings.event_cache_ttl,
         settings.event_cache_retry_after,
     )
-    service = EventService(settings, engine, cache, relay.wake)
+    reader = EventReader(engine, cache)
+    service = EventService(settings, engine, reader, cache, relay.wake)
     access = AccessService(settings.namespace, engine, cache, relay.wake)
     relay.start()
 
@@ -55,7 +57,7 @@ async def run(settings: EventSettings) -> None:
         port=settings.grpc_port,
         service_names=[events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name],
         register=lambda server: events_pb2_grpc.add_EventServiceServicer_to_server(
-            EventServicer(service, access), server
+            EventServicer(reader, service, access), server
         ),
         verifier=verifier,
         shutdown_grace=settings.shutdown_grace,

@@ -9,8 +9,9 @@ from common.roles import NO_ROLE, Role, role_to_proto
 from common.timeutil import from_timestamp, to_timestamp
 from event_service.access import AccessService, RequestedChange
 from event_service.domain.events import EventDraft
+from event_service.reads import EventReader, EventView, ListQuery, OccurrenceView
 from event_service.repo import EventAccessRows
-from event_service.service import EventService, EventView, ListQuery, OccurrenceView
+from event_service.service import EventService
 from eventhub.events.v1 import events_pb2, events_pb2_grpc
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -119,7 +120,8 @@ def access_message(access: EventAccessRows) -> events_pb2.Access:
 
 
 class EventServicer(events_pb2_grpc.EventServiceServicer):
-    def __init__(self, service: EventService, access: AccessService) -> None:
+    def __init__(self, reader: EventReader, service: EventService, access: AccessService) -> None:
+        self._reader = reader
         self._service = service
         self._access = access
 
@@ -136,7 +138,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         return events_pb2.BatchCreateEventsResponse(items=[event_message(v) for v in views])
 
     async def GetEvent(self, request, context):  # type: ignore[no-untyped-def]
-        return event_message(await self._service.get(current_caller(), request.id))
+        return event_message(await self._reader.get(current_caller(), request.id))
 
     async def ListEvents(self, request, context):  # type: ignore[no-untyped-def]
         query = ListQuery(
@@ -147,13 +149,13 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             limit=request.limit,
             cursor=request.cursor,
         )
-        page = await self._service.list_events(current_caller(), query)
+        page = await self._reader.list_events(current_caller(), query)
         return events_pb2.ListEventsResponse(
             items=[event_message(v) for v in page.items], next_cursor=page.next_cursor
         )
 
     async def ExpandEvents(self, request, context):  # type: ignore[no-untyped-def]
-        occurrences = await self._service.expand(
+        occurrences = await self._reader.expand(
             current_caller(),
             _time(request, "start"),
             _time(request, "end"),
@@ -165,7 +167,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         return response
 
     async def ListOccurrences(self, request, context):  # type: ignore[no-untyped-def]
-        occurrences = await self._service.occurrences(
+        occurrences = await self._reader.occurrences(
             current_caller(), request.event_id, _time(request, "start"), _time(request, "end")
         )
         response = events_pb2.ListOccurrencesResponse()
@@ -207,7 +209,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         return event_message(view)
 
     async def GetEventVersion(self, request, context):  # type: ignore[no-untyped-def]
-        view = await self._service.get_version(current_caller(), request.id)
+        view = await self._reader.get_version(current_caller(), request.id)
         return events_pb2.GetEventVersionResponse(
             version=view.event.version,
             deleted=view.event.deleted,

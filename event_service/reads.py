@@ -1,0 +1,233 @@
+"""Reading events, independent of gRPC: one event, a listing, occurrences.
+
+Roles live beside the events (`event_access`): a read takes the event and the
+caller's role from one cache read or, on a miss, one query whose result fills the
+cache; a listing is one keyset-paged query over the caller's access rows.
+"""
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.db import autocommit
+from common.errors import InvalidArgument, NotFound
+from common.roles import Role
+from common.tokens import Caller
+from event_service import repo
+from event_service.cache import EventCache
+from event_service.domain.events import EVENT_NOT_FOUND, event_uuid, make_schedule
+from event_service.domain.recurrence import MAX_YEAR, MIN_YEAR
+from event_service.models import StoredEvent
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+MAX_WINDOW = timedelta(days=366)
+MAX_EXPANDED_OCCURRENCES = 20_000
+_FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    """An event as one caller sees it: with their role."""
+
+    event: StoredEvent
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    items: list[EventView]
+    next_cursor: str
+
+
+class OccurrenceView(NamedTuple):
+    start: datetime
+    event_id: str
+    title: str
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    start: datetime | None = None
+    end: datetime | None = None
+    text: str = ""
+    role: Role | None = None
+    limit: int = 0
+    cursor: str = ""
+
+
+class EventReader:
+    def __init__(self, engine: AsyncEngine, cache: EventCache) -> None:
+        # Reads need no snapshot: autocommit spares BEGIN and ROLLBACK round trips.
+        self._engine = autocommit(engine)
+        self._cache = cache
+
+    async def get(self, caller: Caller, event_id: str) -> EventView:
+        parsed = event_uuid(event_id)
+        event, role = await self.read(parsed, caller)
+        if role is None or event.deleted:
+            raise NotFound(EVENT_NOT_FOUND)
+        return EventView(event, role)
+
+    async def get_version(self, caller: Caller, event_id: str) -> EventView:
+        """The event's current version and the caller's role, also once deleted,
+        from PostgreSQL (never older than the last acknowledged write)."""
+        parsed = event_uuid(event_id)
+        async with self._engine.connect() as conn:
+            found = await repo.get_event_and_role(conn, parsed, uuid.UUID(caller.user_id))
+        if found is None or found[1] is None:
+            raise NotFound(EVENT_NOT_FOUND)
+        return EventView(*found)  # type: ignore[arg-type]
+
+    async def list_events(self, caller: Caller, query: ListQuery) -> EventPage:
+        """Events the caller has a role on, newest first, keyset-paged."""
+        limit = query.limit or DEFAULT_PAGE_SIZE
+        errors = _window_errors(query.start, query.end, required=False)
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            errors.append({"field": "limit", "message": f"must be 1 to {MAX_PAGE_SIZE}"})
+        after = None
+        if query.cursor:
+            after = _decode_cursor(query.cursor)
+            if after is None:
+                errors.append({"field": "cursor", "message": "is not a cursor this API issued"})
+        if errors:
+            raise InvalidArgument(errors)
+        window = (query.start, query.end) if query.start or query.end else None
+        fetch = limit + 1
+        found: list[tuple[StoredEvent, Role]] = []
+        async with self._engine.connect() as conn:
+            while len(found) <= limit:
+                batch = await repo.list_page(
+                    conn,
+                    uuid.UUID(caller.user_id),
+                    role=query.role,
+                    window=window,
+                    text_filter=query.text,
+                    after=after,
+                    limit=fetch,
+                )
+                found += [(e, r) for e, r in batch if _occurs_in(e, query.start, query.end)]
+                if len(batch) < fetch:
+                    break
+                last = batch[-1][0]
+                after = (last.created_at, last.id)
+        page = found[:limit]
+        next_cursor = _encode_cursor(page[-1][0]) if len(found) > limit else ""
+        return EventPage([EventView(e, r) for e, r in page], next_cursor)
+
+    async def expand(
+        self,
+        caller: Caller,
+        start: datetime | None,
+        end: datetime | None,
+        text: str,
+        role: Role | None,
+    ) -> list[OccurrenceView]:
+        """Occurrences of every visible event in [start, end), by start time."""
+        errors = _window_errors(start, end, required=True)
+        if errors:
+            raise InvalidArgument(errors)
+        assert start is not None and end is not None
+        async with self._engine.connect() as conn:
+            rows = await repo.schedules_in_window(
+                conn, uuid.UUID(caller.user_id), role, (start, end), text
+            )
+        found: list[OccurrenceView] = []
+        for row in rows:
+            event_id, title = str(row.id), row.title
+            schedule = make_schedule(
+                row.start_time, row.end_time, row.timezone, row.recurrence_rule
+            )
+            found += [
+                OccurrenceView(o.start, event_id, title, o.end)
+                for o in schedule.occurrences(start, end)
+            ]
+            if len(found) > MAX_EXPANDED_OCCURRENCES:
+                raise _too_many_occurrences()
+        found.sort()
+        return found
+
+    async def occurrences(
+        self, caller: Caller, event_id: str, start: datetime | None, end: datetime | None
+    ) -> list[OccurrenceView]:
+        event = (await self.get(caller, event_id)).event
+        errors = _window_errors(start, end, required=True)
+        if errors:
+            raise InvalidArgument(errors)
+        assert start is not None and end is not None
+        occurrences = event.schedule().occurrences(start, end, limit=MAX_EXPANDED_OCCURRENCES + 1)
+        if len(occurrences) > MAX_EXPANDED_OCCURRENCES:
+            raise _too_many_occurrences()
+        event_id = str(event.id)
+        return [OccurrenceView(o.start, event_id, event.title, o.end) for o in occurrences]
+
+    # Writing
+
+    async def read(self, event_id: uuid.UUID, caller: Caller) -> tuple[StoredEvent, Role | None]:
+        """The event (maybe deleted) and the caller's role: one cache read, or one query
+        whose result then fills the cache."""
+        cached = await self._cache.get(event_id, caller.user_id)
+        if cached is not None:
+            return cached.event, cached.role
+        async with self._engine.connect() as conn:
+            found = await repo.get_event_and_access(conn, event_id)
+        if found is None:
+            raise NotFound(EVENT_NOT_FOUND)
+        event, access = found
+        await self._cache.put(event_id, event, access)
+        return event, access.role_of(caller.user_id)
+
+
+def _window_errors(
+    start: datetime | None, end: datetime | None, required: bool
+) -> list[dict[str, str]]:
+    errors = []
+    for name, value in (("start", start), ("end", end)):
+        if value is None:
+            if required:
+                errors.append({"field": name, "message": "is required"})
+        elif not MIN_YEAR <= value.year <= MAX_YEAR:
+            errors.append({"field": name, "message": f"must be in the years {MIN_YEAR}-{MAX_YEAR}"})
+    if errors or start is None or end is None:
+        return errors
+    if end <= start:
+        errors.append({"field": "end", "message": "must be after start"})
+    elif required and end - start > MAX_WINDOW:
+        errors.append({"field": "end", "message": "the window may be at most one year long"})
+    return errors
+
+
+def _too_many_occurrences() -> InvalidArgument:
+    return InvalidArgument.field(
+        "end", f"the window holds more than {MAX_EXPANDED_OCCURRENCES} occurrences; narrow it"
+    )
+
+
+def _occurs_in(event: StoredEvent, start: datetime | None, end: datetime | None) -> bool:
+    """Whether a series has an occurrence in the window; the SQL span test already
+    decided for single events and for windows open at the start."""
+    if not event.is_recurring or start is None:
+        return True
+    return bool(event.schedule().occurrences(start, end or _FAR_FUTURE, limit=1))
+
+
+def _encode_cursor(event: StoredEvent) -> str:
+    micros = (event.created_at - _EPOCH) // timedelta(microseconds=1)
+    raw = f"{micros}:{event.id.hex}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        micros, event_id = raw.split(":")
+        created_at = _EPOCH + timedelta(microseconds=int(micros))
+        return created_at, uuid.UUID(hex=event_id)
+    except (ValueError, UnicodeDecodeError, OverflowError):
+        return None
