@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from limits import RateLimitItem
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from common.grpc_client import open_channel, public_key_fetcher
 from common.tokens import TokenVerifier
@@ -15,7 +16,7 @@ from eventhub.events.v1.events_pb2_grpc import EventServiceStub
 from eventhub.history.v1.history_pb2_grpc import HistoryServiceStub
 from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
 from gateway.config import GatewaySettings
-from gateway.ratelimit import IPNetwork, RateLimiter, parse_limit, parse_networks
+from gateway.ratelimit import IPNetwork, Limit, RateLimiter, parse_limit, parse_networks
 
 
 @dataclass
@@ -31,9 +32,9 @@ class Gateway:
     redis: Redis
     verifier: TokenVerifier
     limiter: RateLimiter
-    login_limit: RateLimitItem
-    refresh_limit: RateLimitItem
-    user_limit: RateLimitItem
+    login_limit: Limit
+    refresh_limit: Limit
+    user_limit: Limit
     trusted_proxies: list[IPNetwork]
 
     @classmethod
@@ -45,6 +46,15 @@ class Gateway:
             "sharing": open_channel(settings.sharing_addr, deadline),
             "history": open_channel(settings.history_addr, deadline),
         }
+        # One immediate retry (a pooled connection the server closed), then the error:
+        # the default backoff would hold every request for seconds while Redis is down,
+        # instead of failing over at once (see README "Rate limits and Redis outages").
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), retries=1),
+        )
         return cls(
             settings=settings,
             channels=channels,
@@ -52,11 +62,11 @@ class Gateway:
             events=EventServiceStub(channels["events"]),
             sharing=SharingServiceStub(channels["sharing"]),
             history=HistoryServiceStub(channels["history"]),
-            redis=Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1),
+            redis=redis,
             verifier=TokenVerifier(
                 settings.jwt_issuer, settings.jwt_audience, public_key_fetcher(channels["auth"])
             ),
-            limiter=RateLimiter(settings.redis_url, key_prefix=settings.redis_key("ratelimit")),
+            limiter=RateLimiter(redis, key_prefix=settings.redis_key("ratelimit")),
             login_limit=parse_limit(settings.rate_limit_login),
             refresh_limit=parse_limit(settings.rate_limit_refresh),
             user_limit=parse_limit(settings.rate_limit_user),

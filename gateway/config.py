@@ -10,7 +10,8 @@ class GatewaySettings(CommonSettings):
     gateway_workers: int = 1
     max_body_bytes: int = 1024 * 1024
 
-    # Rate limits in `limits` notation ("20/minute"); shared across replicas via Redis.
+    # Rate limits as "<amount>/<period>" ("20/minute", "100/5 minutes"); shared across
+    # replicas via Redis (see gateway/ratelimit.py).
     rate_limit_login: str = "20/minute"
     rate_limit_refresh: str = "60/minute"
     rate_limit_user: str = "600/minute"

@@ -5,10 +5,10 @@ import re
 from typing import Annotated, Any
 
 from fastapi import Header
-from starlette.responses import Response
 
 from eventhub.events.v1 import events_pb2
 from gateway.deps import Services
+from gateway.responses import JSONResponse
 from gateway.schemas.events import Event
 
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
@@ -72,9 +72,15 @@ def not_modified(if_none_match: str | None, version: int) -> bool:
     return any(value == str(version) for _, value in entity_tags(if_none_match))
 
 
-def event_response(event: events_pb2.Event, response: Response) -> Event:
-    response.headers["ETag"] = etag(event.version)
-    return Event.from_proto(event)
+def event_response(
+    event: events_pb2.Event, status_code: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The event as JSON with its `ETag`, ready to send (see `gateway.responses`)."""
+    return JSONResponse(
+        Event.fields_from_proto(event),
+        status_code=status_code,
+        headers={"ETag": etag(event.version), **(headers or {})},
+    )
 
 
 async def apply_if_match(

@@ -1,4 +1,4 @@
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
@@ -54,9 +54,7 @@ WindowEnd = Annotated[
         **documented_headers(201, "Created", True),
     },
 )
-async def create_event(
-    body: EventWriteIn, user: CurrentUser, gateway: Services, response: Response
-) -> Event:
+async def create_event(body: EventWriteIn, user: CurrentUser, gateway: Services) -> Response:
     """Create an event in the caller's calendar; the caller becomes its owner.
 
     An overlap with another of the caller's events is 409 with `conflicts`
@@ -67,8 +65,7 @@ async def create_event(
     event = await gateway.events.CreateEvent(
         events_pb2.CreateEventRequest(event=body.to_proto(), allow_conflicts=body.allow_conflicts)
     )
-    response.headers["Location"] = f"/api/events/{event.id}"
-    return event_response(event, response)
+    return event_response(event, 201, {"Location": f"/api/events/{event.id}"})
 
 
 @router.get(
@@ -95,7 +92,7 @@ async def list_events(
         bool,
         Query(description="Return every occurrence in [start, end) (both required, ≤ 1 year)"),
     ] = False,
-) -> Any:
+) -> Response:
     """Events the caller owns or was shared, newest first, or with `expand=true` their
     occurrences in a window, by start time."""
     role_value = ROLE_VALUES[role] if role else 0
@@ -108,7 +105,7 @@ async def list_events(
                 role=role_value,  # type: ignore[arg-type]
             )
         )
-        return items_response([Occurrence.from_proto(o) for o in expanded.items])
+        return items_response([Occurrence.fields_from_proto(o) for o in expanded.items])
     page = await gateway.events.ListEvents(
         events_pb2.ListEventsRequest(
             start=to_timestamp(start) if start else None,
@@ -120,7 +117,7 @@ async def list_events(
         )
     )
     return items_response(
-        [Event.from_proto(e) for e in page.items], next_cursor=page.next_cursor or None
+        [Event.fields_from_proto(e) for e in page.items], next_cursor=page.next_cursor or None
     )
 
 
@@ -142,7 +139,7 @@ async def batch_create_events(body: BatchIn, user: CurrentUser, gateway: Service
             allow_conflicts=body.allow_conflicts,
         )
     )
-    return items_response([Event.from_proto(e) for e in response.items], status_code=201)
+    return items_response([Event.fields_from_proto(e) for e in response.items], status_code=201)
 
 
 @router.get(
@@ -161,14 +158,13 @@ async def get_event(
     event_id: str,
     user: CurrentUser,
     gateway: Services,
-    response: Response,
     if_none_match: IfNoneMatch = None,
-) -> Any:
+) -> Response:
     """One event with the caller's role on it; `ETag` is its version."""
     event = await gateway.events.GetEvent(events_pb2.GetEventRequest(id=event_id))
     if not_modified(if_none_match, event.version):
         return Response(status_code=304, headers={"ETag": etag(event.version)})
-    return event_response(event, response)
+    return event_response(event)
 
 
 @router.put(
@@ -184,16 +180,15 @@ async def replace_event(
     body: EventWriteIn,
     user: CurrentUser,
     gateway: Services,
-    response: Response,
     if_match: IfMatch = None,
-) -> Event:
+) -> Response:
     """Replace every editable field (editors and owners). Omitted optional fields
     take their defaults."""
     request = events_pb2.ReplaceEventRequest(
         id=event_id, event=body.to_proto(), allow_conflicts=body.allow_conflicts
     )
     await apply_if_match(request, if_match, event_id, gateway)
-    return event_response(await gateway.events.ReplaceEvent(request), response)
+    return event_response(await gateway.events.ReplaceEvent(request))
 
 
 @router.patch(
@@ -209,9 +204,8 @@ async def update_event(
     body: EventPatchIn,
     user: CurrentUser,
     gateway: Services,
-    response: Response,
     if_match: IfMatch = None,
-) -> Event:
+) -> Response:
     """Change the fields present (editors and owners); the result must be valid as a
     whole, e.g. setting `is_recurring` needs a `recurrence_rule`."""
     if null_fields := body.null_fields():
@@ -220,7 +214,7 @@ async def update_event(
         id=event_id, patch=body.to_proto(), allow_conflicts=body.allow_conflicts
     )
     await apply_if_match(request, if_match, event_id, gateway)
-    return event_response(await gateway.events.UpdateEvent(request), response)
+    return event_response(await gateway.events.UpdateEvent(request))
 
 
 @router.delete(
@@ -256,4 +250,4 @@ async def list_occurrences(
             event_id=event_id, start=to_timestamp(start), end=to_timestamp(end)
         )
     )
-    return items_response([Occurrence.from_proto(o) for o in response.items])
+    return items_response([Occurrence.fields_from_proto(o) for o in response.items])

@@ -93,16 +93,15 @@ async def get_version(
     return Version.from_version_proto(version)
 
 
-@router.post("/{event_id}/rollback/{version_id}", responses=_ROLLBACK)
+@router.post("/{event_id}/rollback/{version_id}", response_model=Event, responses=_ROLLBACK)
 async def rollback(
     event_id: str,
     version_id: VersionId,
-    response: Response,
     user: CurrentUser,
     gateway: Services,
     body: Annotated[RollbackIn | None, Body()] = None,
     if_match: IfMatch = None,
-) -> Event:
+) -> Response:
     """Make a new version whose content equals `version_id`'s (editor or owner).
 
     Audited as `rolled_back`; honours `If-Match` (412) and conflict detection
@@ -114,7 +113,7 @@ async def rollback(
         allow_conflicts=body.allow_conflicts if body else False,
     )
     await apply_if_match(request, if_match, event_id, gateway)
-    return event_response(await gateway.history.RollbackEvent(request), response)
+    return event_response(await gateway.history.RollbackEvent(request))
 
 
 @router.get("/{event_id}/changelog", responses=_PAGED)

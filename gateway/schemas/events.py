@@ -6,7 +6,7 @@ involve several fields (end after start, recurrence, time zone) for every caller
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, field_serializer
 from pydantic_core import PydanticCustomError
@@ -150,23 +150,30 @@ class Event(BaseModel):
         return rfc3339(value)
 
     @classmethod
+    def fields_from_proto(cls, event: events_pb2.Event) -> dict[str, Any]:
+        """The event's members in field order, as plain values: a response can send
+        them as they are (`gateway.responses.JSONResponse` writes UTC datetimes with
+        `Z`, like `_utc`), skipping the model's construction and serialisation."""
+        return {
+            "id": event.id,
+            "title": event.title,
+            "description": event.description,
+            "location": event.location,
+            "start_time": from_timestamp(event.start_time),
+            "end_time": from_timestamp(event.end_time),
+            "timezone": event.timezone or "UTC",
+            "is_recurring": event.is_recurring,
+            "recurrence_rule": event.recurrence_rule or None,
+            "owner_id": event.owner_id,
+            "role": ROLE_NAMES.get(event.role),
+            "version": event.version,
+            "created_at": from_timestamp(event.created_at),
+            "updated_at": from_timestamp(event.updated_at),
+        }
+
+    @classmethod
     def from_proto(cls, event: events_pb2.Event) -> "Event":
-        return cls.model_construct(
-            id=event.id,
-            title=event.title,
-            description=event.description,
-            location=event.location,
-            start_time=from_timestamp(event.start_time),
-            end_time=from_timestamp(event.end_time),
-            timezone=event.timezone or "UTC",
-            is_recurring=event.is_recurring,
-            recurrence_rule=event.recurrence_rule or None,
-            owner_id=event.owner_id,
-            role=ROLE_NAMES.get(event.role),
-            version=event.version,
-            created_at=from_timestamp(event.created_at),
-            updated_at=from_timestamp(event.updated_at),
-        )
+        return cls.model_construct(**cls.fields_from_proto(event))
 
 
 class Occurrence(BaseModel):
@@ -181,14 +188,15 @@ class Occurrence(BaseModel):
         return rfc3339(value)
 
     @classmethod
-    def from_proto(cls, occurrence: events_pb2.Occurrence) -> "Occurrence":
-        return cls.model_construct(
-            event_id=occurrence.event_id,
-            title=occurrence.title,
-            start_time=from_timestamp(occurrence.start_time),
-            end_time=from_timestamp(occurrence.end_time),
-            recurrence_id=from_timestamp(occurrence.recurrence_id),
-        )
+    def fields_from_proto(cls, occurrence: events_pb2.Occurrence) -> dict[str, Any]:
+        """Plain values in field order, like `Event.fields_from_proto`."""
+        return {
+            "event_id": occurrence.event_id,
+            "title": occurrence.title,
+            "start_time": from_timestamp(occurrence.start_time),
+            "end_time": from_timestamp(occurrence.end_time),
+            "recurrence_id": from_timestamp(occurrence.recurrence_id),
+        }
 
 
 class EventList(BaseModel):

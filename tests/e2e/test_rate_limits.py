@@ -1,5 +1,7 @@
 """Rate limits hold across gateway replicas, and Redis outages follow the documented policy."""
 
+import math
+
 import httpx
 import pytest
 
@@ -50,12 +52,19 @@ def test_user_budget_is_shared_by_two_gateways(limited_pair, make_user) -> None:
     user: User = make_user()
     other: User = make_user()
     first, second = limited_pair
+    remaining = []
     for attempt in range(USER_LIMIT):
         response = (first if attempt % 2 else second).get("/api/auth/me", headers=user.headers)
         assert response.status_code == 200
+        assert response.headers["RateLimit-Limit"] == str(USER_LIMIT)
+        remaining.append(int(response.headers["RateLimit-Remaining"]))
+        # Seconds until one more request is freed: at most one emission interval.
+        assert 1 <= int(response.headers["RateLimit-Reset"]) <= math.ceil(60 / USER_LIMIT)
+    assert remaining == list(range(USER_LIMIT - 1, -1, -1))
     refused = second.get("/api/auth/me", headers=user.headers)
     assert_problem(refused, 429)
     assert refused.headers["RateLimit-Remaining"] == "0"
+    assert 1 <= int(refused.headers["Retry-After"]) <= math.ceil(60 / USER_LIMIT)
     # Another user's budget is untouched.
     assert first.get("/api/auth/me", headers=other.headers).status_code == 200
 
