@@ -31,6 +31,8 @@ class CommonSettings(BaseSettings):
     # Seconds a stopping server lets in-flight calls finish.
     shutdown_grace: float = 10.0
     db_pool_size: int = 10
+    # Seconds an event stays in the read cache (Redis); writes replace it at once anyway.
+    event_cache_ttl: int = 60
 
     # Access-token claims every verifier checks.
     jwt_issuer: str = "eventhub-auth"

@@ -1,16 +1,15 @@
-"""Read-through cache of events and their access lists in Redis.
-
-One hash per event holds the event with its version and the access list (a field
-`u:<user id>` per role holder) with its access version, so one HMGET answers a read:
-the event and the caller's role. Writers store the new event or access list after
+"""Read-through cache of events and their access lists in Redis (layout:
+`common.event_cache`), so one HMGET answers a read: the event and the caller's
+role. Writers store the new event or access list after
 commit, and a store only replaces an older version of each part (compared inside
 Redis), so a reader that loaded older rows before a write cannot put them back
 afterwards. A deleted event is kept as a tombstone for the same reason.
 When Redis fails the cache is bypassed for a moment: reads go to PostgreSQL. An
 event whose new version could not be stored is not read from the cache by this
-replica until a store succeeds; entries expire after a short TTL in any case.
+replica until a store succeeds, and its entry is deleted once Redis answers again.
 """
 
+import asyncio
 import logging
 import time
 import uuid
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from common.event_cache import read_entry
 from common.roles import Role
 from event_service.models import StoredEvent
 from event_service.repo import AccessList
@@ -70,6 +70,7 @@ class EventCache:
         self._bypass_until = 0.0
         # Events whose newest version or access list this replica failed to store.
         self._unsynced: set[uuid.UUID] = set()
+        self._dropping: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._store = redis.register_script(_STORE_IF_NEWER)
 
     def _key(self, event_id: uuid.UUID) -> str:
@@ -77,6 +78,26 @@ class EventCache:
 
     def _available(self) -> bool:
         return time.monotonic() >= self._bypass_until
+
+    def _lost_store(self, event_id: uuid.UUID) -> None:
+        """A newer version could not be stored: this replica stops reading the entry,
+        and the entry is deleted as soon as Redis answers again, so that no reader
+        (another replica, the gateway) serves it for the rest of its TTL."""
+        self._unsynced.add(event_id)
+        if event_id not in self._dropping:
+            self._dropping[event_id] = asyncio.create_task(self._drop(event_id))
+
+    async def _drop(self, event_id: uuid.UUID) -> None:
+        deadline = time.monotonic() + self._ttl
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    await self._redis.delete(self._key(event_id))
+                    return
+                except (RedisError, OSError):
+                    await asyncio.sleep(self._retry_after)
+        finally:
+            self._dropping.pop(event_id, None)
 
     def _failed(self, error: Exception) -> None:
         self._bypass_until = time.monotonic() + self._retry_after
@@ -88,17 +109,14 @@ class EventCache:
         if not self._available() or event_id in self._unsynced:
             return None
         try:
-            payload, access_version, role = await self._redis.hmget(
-                self._key(event_id), ("event", "access_version", f"u:{user_id}")
-            )
+            entry = await read_entry(self._redis, self._key(event_id), user_id)
         except (RedisError, OSError) as error:
             self._failed(error)
             return None
-        if payload is None or access_version is None:
+        if entry is None:
             return None
         try:
-            event = StoredEvent.from_json(payload)
-            return CachedRead(event, Role(role.decode()) if role else None)
+            return CachedRead(StoredEvent.from_json(entry.payload), entry.role)
         except (ValueError, TypeError, KeyError):
             return None
 
@@ -108,7 +126,7 @@ class EventCache:
         """Store the event and/or its access list, each unless the cache holds the same
         or a newer version of it."""
         if not self._available():
-            self._unsynced.add(event_id)
+            self._lost_store(event_id)
             return
         args: list[str | int | bytes] = [
             self._ttl,
@@ -121,8 +139,8 @@ class EventCache:
         try:
             await self._store(keys=[self._key(event_id)], args=args)
         except (RedisError, OSError) as error:
-            self._unsynced.add(event_id)
             self._failed(error)
+            self._lost_store(event_id)
         else:
             if event is not None and access is not None:  # the whole entry is current again
                 self._unsynced.discard(event_id)

@@ -2,8 +2,6 @@ from common.config import CommonSettings, listen_port
 
 
 class EventSettings(CommonSettings):
-    # Seconds a cached event may live in Redis; writes replace it at once anyway.
-    event_cache_ttl: int = 60
     # Seconds the cache is bypassed after Redis failed, before trying it again.
     event_cache_retry_after: float = 2.0
 

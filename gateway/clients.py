@@ -15,6 +15,7 @@ from eventhub.auth.v1.auth_pb2_grpc import AuthServiceStub
 from eventhub.events.v1.events_pb2_grpc import EventServiceStub
 from eventhub.history.v1.history_pb2_grpc import HistoryServiceStub
 from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
+from gateway.cached_reads import CachedEvents
 from gateway.config import GatewaySettings
 from gateway.ratelimit import IPNetwork, Limit, RateLimiter, parse_limit, parse_networks
 
@@ -36,6 +37,7 @@ class Gateway:
     refresh_limit: Limit
     user_limit: Limit
     trusted_proxies: list[IPNetwork]
+    cached_events: CachedEvents
 
     @classmethod
     def connect(cls, settings: GatewaySettings) -> "Gateway":
@@ -71,6 +73,7 @@ class Gateway:
             refresh_limit=parse_limit(settings.rate_limit_refresh),
             user_limit=parse_limit(settings.rate_limit_user),
             trusted_proxies=parse_networks(settings.trusted_proxies),
+            cached_events=CachedEvents(redis, settings.namespace, settings.event_cache_ttl),
         )
 
     async def readiness(self) -> dict[str, bool]:

@@ -71,6 +71,7 @@ async def current_user(
             caller.user_id,
         )
     except RedisError:
+        gateway.cached_events.redis_failed()
         raise HTTPProblem(
             503, "token revocation list unavailable", headers={"Retry-After": "1"}
         ) from None

@@ -76,10 +76,17 @@ def event_response(
     event: events_pb2.Event, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     """The event as JSON with its `ETag`, ready to send (see `gateway.responses`)."""
+    return fields_response(Event.fields_from_proto(event), status_code, headers)
+
+
+def fields_response(
+    fields: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """`Event` response fields as JSON with their `ETag`."""
     return JSONResponse(
-        Event.fields_from_proto(event),
+        fields,
         status_code=status_code,
-        headers={"ETag": etag(event.version), **(headers or {})},
+        headers={"ETag": etag(fields["version"]), **(headers or {})},
     )
 
 

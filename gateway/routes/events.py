@@ -15,6 +15,7 @@ from gateway.etags import (
     documented_headers,
     etag,
     event_response,
+    fields_response,
     not_modified,
 )
 from gateway.openapi import problem_responses
@@ -161,10 +162,14 @@ async def get_event(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """One event with the caller's role on it; `ETag` is its version."""
-    event = await gateway.events.GetEvent(events_pb2.GetEventRequest(id=event_id))
-    if not_modified(if_none_match, event.version):
-        return Response(status_code=304, headers={"ETag": etag(event.version)})
-    return event_response(event)
+    fields = await gateway.cached_events.event(event_id, user)
+    if fields is None:
+        fields = Event.fields_from_proto(
+            await gateway.events.GetEvent(events_pb2.GetEventRequest(id=event_id))
+        )
+    if not_modified(if_none_match, fields["version"]):
+        return Response(status_code=304, headers={"ETag": etag(fields["version"])})
+    return fields_response(fields)
 
 
 @router.put(

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from scripts.stack import free_port
 from tests.conftest import User
 from tests.e2e.helpers import assert_problem
 
@@ -694,3 +695,36 @@ def test_list_filters(api: httpx.Client, owner: User) -> None:
     assert list_ids(api, owner, q="STAND") == [monday_series["id"]]
     assert list_ids(api, owner, q="100%") == []
     assert list_ids(api, owner, role="owner") == [one_off["id"], monday_series["id"]]
+
+
+def test_a_cached_read_needs_no_event_service(
+    api: httpx.Client, owner: User, make_user, start_gateway
+) -> None:
+    """The gateway answers a cached event and the caller's role from Redis alone: a
+    gateway whose event service is unreachable still serves it, refuses a stranger as
+    the event service would, and sends an uncached read on (503 here)."""
+    viewer, stranger = make_user(), make_user()
+    event = create(api, owner)
+    share(api, owner, event["id"], viewer, "viewer")
+    # A read through the event service fills the cache (event and access list).
+    assert api.get(f"/api/events/{event['id']}", headers=viewer.headers).status_code == 200
+    cut_off = start_gateway(EVENTHUB_EVENTS_ADDR=f"127.0.0.1:{free_port()}")
+
+    cached = cut_off.get(f"/api/events/{event['id']}", headers=viewer.headers)
+    assert cached.status_code == 200, cached.text
+    assert cached.json() == {**event, "role": "viewer"}
+    assert cached.headers["ETag"] == '"1"'
+    again = cut_off.get(
+        f"/api/events/{event['id']}", headers={**viewer.headers, "If-None-Match": '"1"'}
+    )
+    assert again.status_code == 304
+    assert_problem(cut_off.get(f"/api/events/{event['id']}", headers=stranger.headers), 404)
+    uncached = create(api, owner, allow_conflicts=True)
+    assert_problem(cut_off.get(f"/api/events/{uncached['id']}", headers=owner.headers), 503)
+    # A change is seen at once: the event service replaced the entry before answering.
+    api.patch(f"/api/events/{event['id']}", headers=owner.headers, json={"title": "Renamed"})
+    assert cut_off.get(f"/api/events/{event['id']}", headers=viewer.headers).json()["title"] == (
+        "Renamed"
+    )
+    api.delete(f"/api/events/{event['id']}/permissions/{viewer.id}", headers=owner.headers)
+    assert_problem(cut_off.get(f"/api/events/{event['id']}", headers=viewer.headers), 404)

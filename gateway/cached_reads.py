@@ -1,0 +1,83 @@
+"""Cached event reads answered at the gateway: one Redis read instead of a gRPC hop.
+
+The event service owns the cache (`common.event_cache`) and replaces an entry with
+every newer version of the event or its access list before it acknowledges the
+change, so an entry holding both the event and the access list is current. A miss,
+a malformed id or a Redis failure falls through to the event service, which reads
+PostgreSQL and fills the cache.
+
+One case needs care: while Redis is unreachable the event service cannot replace
+entries, so entries written before an outage may be stale once Redis is back. The
+gateway therefore does not trust the cache for one cache TTL after it saw Redis
+fail (by then every such entry has expired), and reads through the event service,
+which knows which events it could not store.
+"""
+
+import logging
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from common.errors import NotFound
+from common.event_cache import event_cache_prefix, read_entry
+from common.tokens import Caller
+
+log = logging.getLogger(__name__)
+
+EVENT_NOT_FOUND = "event not found"
+_TIMES = ("start_time", "end_time", "created_at", "updated_at")
+
+
+class CachedEvents:
+    def __init__(self, redis: Redis, namespace: str, cache_ttl: float) -> None:
+        self._redis = redis
+        self._prefix = event_cache_prefix(namespace)
+        self._cache_ttl = cache_ttl
+        self._trusted_from = 0.0
+
+    def redis_failed(self) -> None:
+        """Distrust entries for one TTL: some may predate writes made meanwhile."""
+        self._trusted_from = time.monotonic() + self._cache_ttl
+
+    async def event(self, event_id: str, caller: Caller) -> dict[str, Any] | None:
+        """The event's response fields with the caller's role, NotFound if the cache
+        says the caller may not see it, or None if the cache cannot answer."""
+        if time.monotonic() < self._trusted_from:
+            return None
+        try:
+            key = f"{self._prefix}:{uuid.UUID(event_id)}"
+        except ValueError:
+            return None
+        try:
+            entry = await read_entry(self._redis, key, caller.user_id)
+        except (RedisError, OSError) as error:
+            log.warning("event cache unreadable", extra={"error": repr(error)})
+            self.redis_failed()
+            return None
+        if entry is None:
+            return None
+        try:
+            stored = orjson.loads(entry.payload)
+            if entry.role is None or stored["deleted"]:
+                raise NotFound(EVENT_NOT_FOUND)
+            return {
+                "id": stored["id"],
+                "title": stored["title"],
+                "description": stored["description"],
+                "location": stored["location"],
+                **{name: datetime.fromisoformat(stored[name]) for name in _TIMES[:2]},
+                "timezone": stored["timezone"],
+                "is_recurring": stored["is_recurring"],
+                "recurrence_rule": stored["recurrence_rule"],
+                "owner_id": stored["owner_id"],
+                "role": entry.role.value,
+                "version": stored["version"],
+                **{name: datetime.fromisoformat(stored[name]) for name in _TIMES[2:]},
+            }
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
