@@ -1,14 +1,18 @@
 """PostgreSQL access: engines, sessions and Alembic migrations, one schema per service."""
 
 import select
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from alembic import command, context
 from alembic.config import Config
+from psycopg.pq import TransactionStatus
 from sqlalchemy import MetaData, create_engine, event, pool, text
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 NAMING_CONVENTION = {
@@ -36,6 +40,8 @@ def make_engine(database_url: str, pool_size: int) -> AsyncEngine:
         pool_timeout=5,
         # Statement parameters (usernames, emails, hashes) stay out of error logs.
         hide_parameters=True,
+        # Timestamps come back in UTC whatever the server's zone, as the API writes them.
+        connect_args={"options": "-c timezone=UTC"},
     )
     event.listen(engine.sync_engine.pool, "checkout", _replace_if_closed_by_server)
     return engine
@@ -52,6 +58,47 @@ def _replace_if_closed_by_server(dbapi_connection: Any, record: Any, proxy: Any)
         raise DisconnectionError(repr(error)) from error
     if ready:
         raise DisconnectionError("the server closed this connection")
+
+
+@asynccontextmanager
+async def pipelined_transaction(engine: AsyncEngine) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A transaction on a pooled connection's psycopg connection in pipeline mode.
+
+    Statements are sent without waiting for one another: BEGIN travels with the first
+    statement and COMMIT with the last, so a transaction whose statements need no
+    result in between costs one round trip. Fetching a result waits for it (and for
+    everything sent before). The results of the last statements are read after the
+    block. Psycopg's connection errors come out as SQLAlchemy's, like everywhere else.
+
+    The connection is in autocommit mode with BEGIN and COMMIT sent as statements:
+    psycopg's own transactions would wait for BEGIN's and COMMIT's answers apart.
+    """
+    async with _autocommit_view(engine).connect() as conn:
+        driver: psycopg.AsyncConnection = (await conn.get_raw_connection()).driver_connection
+        try:
+            async with driver.pipeline():
+                await driver.execute("BEGIN")
+                yield driver
+                await driver.execute("COMMIT")
+        except BaseException as error:
+            if driver.broken or driver.pgconn.transaction_status == TransactionStatus.ACTIVE:
+                # Cut, or left mid-statement by a cancellation: not for the next user.
+                await conn.invalidate()
+            elif driver.pgconn.transaction_status != TransactionStatus.IDLE:
+                try:
+                    await driver.rollback()
+                except psycopg.Error:
+                    await conn.invalidate()
+            if isinstance(error, psycopg.OperationalError):
+                raise OperationalError(None, None, error) from error
+            if isinstance(error, psycopg.InterfaceError):
+                raise InterfaceError(None, None, error) from error
+            raise
+
+
+@cache
+def _autocommit_view(engine: AsyncEngine) -> AsyncEngine:
+    return autocommit(engine)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

@@ -4,7 +4,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from common.db import make_engine, make_sessionmaker
+from common.db import make_engine
 from common.event_cache import event_cache_prefix
 from common.grpc_client import open_channel, public_key_fetcher
 from common.grpc_server import serve
@@ -24,7 +24,6 @@ from eventhub.events.v1 import events_pb2, events_pb2_grpc
 
 async def run(settings: EventSettings) -> None:
     engine = make_engine(settings.database_url, settings.db_pool_size)
-    sessions = make_sessionmaker(engine)
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     auth_channel = open_channel(settings.auth_addr, settings.grpc_deadline)
     verifier = TokenVerifier(
@@ -32,7 +31,7 @@ async def run(settings: EventSettings) -> None:
     )
     relay = OutboxRelay(
         outbox,
-        sessions,
+        engine,
         settings.nats_url,
         event_stream(settings.namespace),
         event_stream_subjects(settings.namespace),

@@ -9,14 +9,16 @@ access row and its access-change notification.
 
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import outbox
+from common.db import pipelined_transaction
 from common.errors import (
     Conflict,
     InvalidArgument,
@@ -95,40 +97,46 @@ class EventService:
         now = utcnow()
         # A microsecond apart, so that newest-first lists show a batch's last item first.
         events = [
-            _new_event(owner, item.draft, now + timedelta(microseconds=index))
+            (_new_event(owner, item.draft, now + timedelta(microseconds=index)), _placement(item))
             for index, item in enumerate(valid)
         ]
-        async with self._engine.begin() as conn:
-            await repo.lock_owner_calendar(conn, owner)
-            if not allow_conflicts:
-                await self._check_new_events(conn, owner, valid, batch)
-            await repo.insert_events(
-                conn,
-                [
-                    {**_row(event, item), "access_version": FIRST_ACCESS_VERSION}
-                    for event, item in zip(events, valid, strict=True)
-                ],
-            )
-            await repo.insert_access(conn, [_owner_access(event, caller) for event in events])
-            created = [(event, "created", _created_changes(event)) for event in events]
-            first_owners = [
-                access_notification(
-                    self._settings.namespace,
-                    event.id,
-                    caller.user_id,
-                    event.created_at,
-                    [
-                        AccessChange(
-                            user_id=caller.user_id, role=Role.OWNER, sequence=FIRST_ACCESS_VERSION
-                        )
-                    ],
-                )
-                for event in events
-            ]
-            await self._record(conn, created, caller, first_owners)
+        created = [(event, "created", _created_changes(event)) for event, _ in events]
+        messages = self._messages(created, caller)
+        messages += [self._first_owner_notice(event, caller) for event, _ in events]
+        new = _NewEvents(owner, caller.username, events, messages)
+        placements = [placement for _, placement in events]
+        checked = None if allow_conflicts else _Checked(valid, placements, batch)
+        # Items of a batch that clash among themselves are refused: checked carefully,
+        # the error names the first item that clashes, in the calendar or the batch.
+        careful = checked is not None and checked.clash_within
+        if not await self._insert(new, checked, careful):
+            await self._insert(new, checked, careful=True)
         # New events are not cached: no reader can hold an older version of them.
         self._notify()
-        return [EventView(event, Role.OWNER) for event in events]
+        return [EventView(event, Role.OWNER) for event, _ in events]
+
+    async def _insert(self, new: "_NewEvents", checked: "_Checked | None", careful: bool) -> bool:
+        """Insert the new events, under their owner's lock, unless they clash with the
+        owner's calendar (Conflict). In one round trip, refused by PostgreSQL if an
+        event of the owner can clash; `careful`, with the check in between. False if
+        that refusal was needless (no candidate clashed): insert `careful` then."""
+        checks = checked.checks if checked else []
+        async with pipelined_transaction(self._engine) as conn:
+            await repo.lock_owner_calendar(conn, new.owner)
+            if careful and checked:
+                checked.refuse_clashes(await repo.clash_candidates(conn, new.owner, checks))
+            cursor = await repo.insert_events(
+                conn,
+                new.username,
+                new.events,
+                FIRST_ACCESS_VERSION,
+                new.messages,
+                unless_clashing=[] if careful else checks,
+            )
+        candidates = await cursor.fetchall()
+        if checked:
+            checked.refuse_clashes(candidates)
+        return not candidates
 
     async def replace(
         self,
@@ -175,18 +183,15 @@ class EventService:
     async def delete(self, caller: Caller, event_id: str, expected_version: int | None) -> None:
         parsed = event_uuid(event_id)
         await self._reads.get(caller, event_id)  # 404 before 412 for a stranger, cheaply
-        async with self._engine.begin() as conn:
+        async with pipelined_transaction(self._engine) as conn:
             current, role = await self._lock_with_role(conn, parsed, caller)
             if not role.may_share:
                 raise PermissionDenied("only an owner may delete the event")
             _check_version(current, expected_version)
-            now = utcnow()
-            deleted = replace(current, version=current.version + 1, updated_at=now, deleted=True)
-            await repo.update_event(
-                conn,
-                parsed,
-                {"version": deleted.version, "updated_at": now, "deleted_at": now},
+            deleted = replace(
+                current, version=current.version + 1, updated_at=utcnow(), deleted=True
             )
+            await repo.delete_event(conn, deleted)
             await self._record(conn, [(deleted, "deleted", {})], caller)
         await self._written(deleted)
 
@@ -201,7 +206,7 @@ class EventService:
     ) -> EventView:
         parsed = event_uuid(event_id)
         owner = (await self._reads.get(caller, event_id)).event.owner_id
-        async with self._engine.begin() as conn:
+        async with pipelined_transaction(self._engine) as conn:
             # The owner never changes, so its calendar can be locked before the event.
             await repo.lock_owner_calendar(conn, owner)
             current, role = await self._lock_with_role(conn, parsed, caller)
@@ -212,71 +217,38 @@ class EventService:
             changes = _changes(current.draft(), valid.draft)
             if not changes and change_type == "updated":
                 return EventView(current, role)
+            placement = _placement(valid)
             if not allow_conflicts and not current.draft().same_schedule(valid.draft):
-                checked = [CheckedSchedule(valid.schedule)]
-                clashes = (await self._clashes_in_calendar(conn, owner, checked, parsed))[0]
-                if clashes:
-                    raise _conflict(clashes)
-            now = utcnow()
+                checked = _Checked([valid], [placement], batch=False)
+                checked.refuse_clashes(
+                    await repo.clash_candidates(conn, owner, checked.checks, exclude=parsed)
+                )
             updated = replace(
                 current,
                 **{name: getattr(valid.draft, name) for name in EDITABLE_FIELDS},
                 version=current.version + 1,
-                updated_at=now,
+                updated_at=utcnow(),
             )
-            values = _row(updated, valid)
-            for fixed in ("id", "owner_id", "created_at"):
-                values.pop(fixed)
-            await repo.update_event(conn, parsed, values)
+            await repo.update_event(conn, updated, placement)
             await self._record(conn, [(updated, change_type, changes)], caller)
         await self._written(updated)
         return EventView(updated, role)
 
-    async def _check_new_events(
-        self, conn: AsyncConnection, owner: uuid.UUID, valid: list[ValidEvent], batch: bool
-    ) -> None:
-        checked = [CheckedSchedule(item.schedule) for item in valid]
-        in_calendar = await self._clashes_in_calendar(conn, owner, checked)
-        for index, clashes in enumerate(in_calendar):
-            clashes = clashes + clashes_with_earlier_items(checked, index)
-            if clashes:
-                clashes.sort(key=lambda clash: clash.occurrence.start)
-                raise _conflict(clashes, index if batch else None)
-
-    async def _clashes_in_calendar(
-        self,
-        conn: AsyncConnection,
-        owner: uuid.UUID,
-        checked: list[CheckedSchedule],
-        exclude: uuid.UUID | None = None,
-    ) -> list[list[Clash]]:
-        """For each checked schedule, its clashes with the owner's stored events."""
-        rows = await repo.clash_candidates(
-            conn,
-            owner,
-            [(c.window_start, c.window_end, week_footprint(c.schedule)) for c in checked],
-            exclude,
-        )
-        schedules: dict[uuid.UUID, Schedule] = {}
-        candidates: list[list[tuple[str, Schedule]]] = [[] for _ in checked]
-        for row in rows:
-            schedule = schedules.get(row.id)
-            if schedule is None:
-                schedule = make_schedule(
-                    row.start_time, row.end_time, row.timezone, row.recurrence_rule
-                )
-                schedules[row.id] = schedule
-            candidates[row.item].append((str(row.id), schedule))
-        return [find_clashes(c, existing) for c, existing in zip(checked, candidates, strict=True)]
-
     async def _record(
         self,
-        conn: AsyncConnection,
+        conn: psycopg.AsyncConnection,
         changes: list[tuple[StoredEvent, ChangeType, dict[str, dict[str, Any]]]],
         caller: Caller,
-        more: list[outbox.Message] | None = None,
     ) -> None:
-        """Queue change notifications (and `more`) in the transaction of the changes."""
+        """Queue change notifications in the transaction of the changes."""
+        await outbox.enqueue_many(conn, outbox_table, self._messages(changes, caller))
+
+    def _messages(
+        self,
+        changes: list[tuple[StoredEvent, ChangeType, dict[str, dict[str, Any]]]],
+        caller: Caller,
+    ) -> list[outbox.Message]:
+        """The notifications of committed changes, one per (event, version)."""
         messages = []
         for event, change_type, fields in changes:
             change = EventChange(
@@ -292,7 +264,14 @@ class EventService:
             messages.append(
                 (subject, f"{event.id}:{event.version}", orjson.dumps(change.model_dump()))
             )
-        await outbox.enqueue_many(conn, outbox_table, messages + (more or []))
+        return messages
+
+    def _first_owner_notice(self, event: StoredEvent, caller: Caller) -> outbox.Message:
+        """A new event's access list: its owner's grant, change 1."""
+        grant = AccessChange(user_id=caller.user_id, role=Role.OWNER, sequence=FIRST_ACCESS_VERSION)
+        return access_notification(
+            self._settings.namespace, event.id, caller.user_id, event.created_at, [grant]
+        )
 
     async def _written(self, event: StoredEvent) -> None:
         """After commit: let the outbox relay publish, and replace the cached event."""
@@ -301,7 +280,7 @@ class EventService:
 
     @staticmethod
     async def _lock_with_role(
-        conn: AsyncConnection, event_id: uuid.UUID, caller: Caller
+        conn: psycopg.AsyncConnection, event_id: uuid.UUID, caller: Caller
     ) -> tuple[StoredEvent, Role]:
         """The live event, locked, and the caller's role on it as of now."""
         found = await repo.lock_live_event(conn, event_id, uuid.UUID(caller.user_id))
@@ -321,30 +300,58 @@ def _new_event(owner: uuid.UUID, draft: EventDraft, now: datetime) -> StoredEven
     )
 
 
-def _owner_access(event: StoredEvent, caller: Caller) -> dict[str, Any]:
-    return {
-        "event_id": event.id,
-        "user_id": event.owner_id,
-        "role": Role.OWNER.value,
-        "username": caller.username,
-        "granted_by": event.owner_id,
-        "granted_at": event.created_at,
-        "event_created_at": event.created_at,
-    }
+def _placement(valid: ValidEvent) -> repo.Placement:
+    return repo.Placement(valid.schedule.span_end(), week_footprint(valid.schedule))
 
 
-def _row(event: StoredEvent, valid: ValidEvent) -> dict[str, Any]:
-    schedule = valid.schedule
-    return {
-        "id": event.id,
-        "owner_id": event.owner_id,
-        **{name: getattr(event, name) for name in EDITABLE_FIELDS},
-        "span": repo.span_range(schedule.start, schedule.span_end()),
-        "footprint": repo.footprint_ranges(week_footprint(schedule)),
-        "version": event.version,
-        "created_at": event.created_at,
-        "updated_at": event.updated_at,
-    }
+@dataclass(frozen=True, slots=True)
+class _NewEvents:
+    """Events to create for one owner, with their notifications."""
+
+    owner: uuid.UUID
+    username: str
+    events: list[tuple[StoredEvent, repo.Placement]]
+    messages: list[outbox.Message]
+
+
+class _Checked:
+    """New schedules to check against their owner's calendar; a batch's items are
+    checked against the items before them too."""
+
+    def __init__(
+        self,
+        valid: list[ValidEvent],
+        placements: list[repo.Placement],
+        batch: bool,
+    ) -> None:
+        self._schedules = [CheckedSchedule(item.schedule) for item in valid]
+        self._batch = batch
+        self.checks: list[repo.Check] = [
+            (c.window_start, c.window_end, placement.footprint)
+            for c, placement in zip(self._schedules, placements, strict=True)
+        ]
+        self._within = [
+            clashes_with_earlier_items(self._schedules, index) for index in range(len(valid))
+        ]
+        self.clash_within = any(self._within)
+
+    def refuse_clashes(self, candidates: list[repo.Candidate]) -> None:
+        """Conflict naming the first item that clashes with one of the owner's events
+        (among `candidates`) or with an earlier item."""
+        if not candidates and not self.clash_within:
+            return
+        schedules: dict[uuid.UUID, Schedule] = {}
+        existing: list[list[tuple[str, Schedule]]] = [[] for _ in self._schedules]
+        for item, event_id, start, end, zone, rule in candidates:
+            schedule = schedules.get(event_id)
+            if schedule is None:
+                schedule = schedules[event_id] = make_schedule(start, end, zone, rule)
+            existing[item].append((str(event_id), schedule))
+        for index, checked in enumerate(self._schedules):
+            clashes = find_clashes(checked, existing[index]) + self._within[index]
+            if clashes:
+                clashes.sort(key=lambda clash: clash.occurrence.start)
+                raise _conflict(clashes, index if self._batch else None)
 
 
 def _changes(old: EventDraft, new: EventDraft) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,125 @@
+"""The write path of the event service: a create is refused by PostgreSQL when an event
+of the owner can clash and then checked carefully; a create commits its events, the
+owner's access rows and all their notifications together, or nothing."""
+
+import psycopg
+
+from common.errors import problem_from_rpc_error
+from eventhub.events.v1 import events_pb2 as pb
+from eventhub.events.v1.events_pb2_grpc import EventServiceStub
+from scripts.stack import Stack
+from tests.event_service.test_event_grpc import (
+    auth,
+    create,
+    database_url,
+    event_input,
+    events,  # noqa: F401 (fixture)
+    rpc_error,
+)
+
+
+def outbox_ids(stack: Stack, event_ids: list[str]) -> list[str]:
+    """The notification ids queued for the events, in queue order."""
+    with psycopg.connect(database_url(stack)) as conn:
+        rows = conn.execute(
+            "SELECT msg_id FROM events.outbox WHERE split_part(msg_id, ':', 1) = ANY(%s)"
+            " ORDER BY id",
+            (event_ids,),
+        ).fetchall()
+    return [msg_id for (msg_id,) in rows]
+
+
+def test_a_candidate_that_does_not_clash_is_checked_and_accepted(
+    events: EventServiceStub,  # noqa: F811
+    make_user,
+    stack: Stack,
+) -> None:
+    """Every other Monday: a Monday in between overlaps its span and its week footprint
+    (a candidate) but no occurrence."""
+    owner = make_user()
+    fortnightly = create(
+        events,
+        owner,
+        start="2031-01-06T09:00",
+        end="2031-01-06T10:00",
+        is_recurring=True,
+        recurrence_rule="FREQ=WEEKLY;INTERVAL=2;COUNT=10",
+    )
+    between = create(events, owner, start="2031-01-13T09:00", end="2031-01-13T10:00")
+    assert between.version == 1
+    assert outbox_ids(stack, [between.id]) == [f"{between.id}:1", f"{between.id}:access:1"]
+
+    on_a_monday_of_the_series = pb.CreateEventRequest(
+        event=event_input("2031-01-20T09:30", "2031-01-20T09:45")
+    )
+    error = rpc_error(lambda: events.CreateEvent(on_a_monday_of_the_series, metadata=auth(owner)))
+    assert problem_from_rpc_error(error)["conflicts"] == [
+        {
+            "event_id": fortnightly.id,
+            "start_time": "2031-01-20T09:00:00Z",
+            "end_time": "2031-01-20T10:00:00Z",
+        }
+    ]
+
+
+def test_a_refused_batch_leaves_nothing_and_names_the_first_clashing_item(
+    events: EventServiceStub,  # noqa: F811
+    make_user,
+    stack: Stack,
+) -> None:
+    owner = make_user()
+    existing = create(events, owner, start="2032-03-02T09:00", end="2032-03-02T10:00")
+    items = [
+        event_input("2032-03-01T09:00", "2032-03-01T10:00", title="first"),
+        event_input("2032-03-03T09:00", "2032-03-03T10:00", title="second"),
+        event_input("2032-03-02T09:30", "2032-03-02T10:30", title="clashes with the calendar"),
+        event_input("2032-03-01T09:30", "2032-03-01T10:30", title="clashes with the first"),
+    ]
+    batch = pb.BatchCreateEventsRequest(events=items)
+    error = rpc_error(lambda: events.BatchCreateEvents(batch, metadata=auth(owner)))
+    problem = problem_from_rpc_error(error)
+    assert problem["index"] == 2
+    assert [c["event_id"] for c in problem["conflicts"]] == [existing.id]
+
+    within_only = pb.BatchCreateEventsRequest(events=[items[0], items[1], items[3]])
+    error = rpc_error(lambda: events.BatchCreateEvents(within_only, metadata=auth(owner)))
+    problem = problem_from_rpc_error(error)
+    assert problem["index"] == 2
+    assert problem["conflicts"] == [
+        {"event_id": None, "start_time": "2032-03-01T09:00:00Z", "end_time": "2032-03-01T10:00:00Z",
+         "index": 0}
+    ]  # fmt: skip
+
+    listed = events.ListEvents(pb.ListEventsRequest(), metadata=auth(owner))
+    assert [event.id for event in listed.items] == [existing.id]
+    with psycopg.connect(database_url(stack)) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM events.events WHERE owner_id = %s", (owner.id,)
+        ).fetchone()
+    assert stored == (1,)
+
+
+def test_a_batch_commits_every_event_with_its_access_row_and_notifications(
+    events: EventServiceStub,  # noqa: F811
+    make_user,
+    stack: Stack,
+) -> None:
+    owner = make_user()
+    items = [event_input(f"2033-05-0{day}T09:00", f"2033-05-0{day}T10:00") for day in (1, 2, 3)]
+    created = events.BatchCreateEvents(
+        pb.BatchCreateEventsRequest(events=items), metadata=auth(owner)
+    ).items
+    ids = [event.id for event in created]
+    assert outbox_ids(stack, ids) == [f"{i}:1" for i in ids] + [f"{i}:access:1" for i in ids]
+    with psycopg.connect(database_url(stack)) as conn:
+        rows = conn.execute(
+            "SELECT a.event_id::text, a.role, a.granted_by::text,"
+            " a.event_created_at = e.created_at, e.access_version, upper(e.span) = e.end_time,"
+            " e.footprint::text"
+            " FROM events.event_access a JOIN events.events e ON e.id = a.event_id"
+            " WHERE a.user_id = %s ORDER BY e.created_at",
+            (owner.id,),
+        ).fetchall()
+    assert [row[:6] for row in rows] == [(i, "owner", owner.id, True, 1, True) for i in ids]
+    # Sunday 1 May 2033, 09:00 UTC: minute 6 * 1440 + 540 of the week, for an hour (+1).
+    assert rows[0][6] == "{[9180,9241)}"
