@@ -9,6 +9,7 @@ import base64
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -141,13 +142,17 @@ class EventReader:
         found: list[OccurrenceView] = []
         for row in rows:
             event_id, title = str(row.id), row.title
-            schedule = make_schedule(
-                row.start_time, row.end_time, row.timezone, row.recurrence_rule
+            times = _occurrence_times(
+                row.id,
+                row.version,
+                start,
+                end,
+                row.start_time,
+                row.end_time,
+                row.timezone,
+                row.recurrence_rule,
             )
-            found += [
-                OccurrenceView(o.start, event_id, title, o.end)
-                for o in schedule.occurrences(start, end)
-            ]
+            found += [OccurrenceView(begin, event_id, title, until) for begin, until in times]
             if len(found) > MAX_EXPANDED_OCCURRENCES:
                 raise _too_many_occurrences()
         found.sort()
@@ -182,6 +187,24 @@ class EventReader:
         event, access = found
         await self._cache.put(event_id, event, access)
         return event, access.role_of(caller.user_id)
+
+
+@lru_cache(maxsize=20_000)
+def _occurrence_times(
+    event_id: uuid.UUID,
+    version: int,
+    window_start: datetime,
+    window_end: datetime,
+    start: datetime,
+    end: datetime,
+    zone: str,
+    rule: str | None,
+) -> tuple[tuple[datetime, datetime], ...]:
+    """(start, end) of an event version's occurrences in a window. Kept, since a
+    version never changes and calendars ask for the same weeks and months again
+    and again; expanding a thousand series costs more than the rest of the request."""
+    schedule = make_schedule(start, end, zone, rule)
+    return tuple((o.start, o.end) for o in schedule.occurrences(window_start, window_end))
 
 
 def _window_errors(

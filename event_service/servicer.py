@@ -3,6 +3,8 @@
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from common.errors import InvalidArgument
 from common.grpc_server import current_caller
 from common.roles import NO_ROLE, Role, role_to_proto
@@ -42,6 +44,49 @@ def event_message(view: EventView) -> events_pb2.Event:
         version=event.version,
         created_at=to_timestamp(event.created_at),
         updated_at=to_timestamp(event.updated_at),
+    )
+
+
+def event_json(views: list[EventView]) -> bytes:
+    """The events as a JSON array in the REST API's Event shape (`json_items`)."""
+    return orjson.dumps(
+        [
+            {
+                "id": str(view.event.id),
+                "title": view.event.title,
+                "description": view.event.description,
+                "location": view.event.location,
+                "start_time": view.event.start_time,
+                "end_time": view.event.end_time,
+                "timezone": view.event.timezone,
+                "is_recurring": view.event.is_recurring,
+                "recurrence_rule": view.event.recurrence_rule,
+                "owner_id": str(view.event.owner_id),
+                "role": view.role.value,
+                "version": view.event.version,
+                "created_at": view.event.created_at,
+                "updated_at": view.event.updated_at,
+            }
+            for view in views
+        ],
+        option=orjson.OPT_UTC_Z,
+    )
+
+
+def occurrence_json(views: list[OccurrenceView]) -> bytes:
+    """The occurrences as a JSON array in the REST API's Occurrence shape."""
+    return orjson.dumps(
+        [
+            {
+                "event_id": view.event_id,
+                "title": view.title,
+                "start_time": view.start,
+                "end_time": view.end,
+                "recurrence_id": view.start,
+            }
+            for view in views
+        ],
+        option=orjson.OPT_UTC_Z,
     )
 
 
@@ -150,6 +195,10 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             cursor=request.cursor,
         )
         page = await self._reader.list_events(current_caller(), query)
+        if request.json_items:
+            return events_pb2.ListEventsResponse(
+                items_json=event_json(page.items), next_cursor=page.next_cursor
+            )
         return events_pb2.ListEventsResponse(
             items=[event_message(v) for v in page.items], next_cursor=page.next_cursor
         )
@@ -162,6 +211,8 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             request.q,
             _role_filter(request.role),
         )
+        if request.json_items:
+            return events_pb2.ExpandEventsResponse(items_json=occurrence_json(occurrences))
         response = events_pb2.ExpandEventsResponse()
         add_occurrences(response.items, occurrences)
         return response
@@ -170,6 +221,8 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         occurrences = await self._reader.occurrences(
             current_caller(), request.event_id, _time(request, "start"), _time(request, "end")
         )
+        if request.json_items:
+            return events_pb2.ListOccurrencesResponse(items_json=occurrence_json(occurrences))
         response = events_pb2.ListOccurrencesResponse()
         add_occurrences(response.items, occurrences)
         return response

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -21,3 +22,14 @@ def items_response(
 ) -> JSONResponse:
     """`{"items": [...], **extra}` of plain values (a model's `fields_from_proto`)."""
     return JSONResponse({"items": items, **extra}, status_code=status_code)
+
+
+def items_json_response(items_json: bytes, **extra: Any) -> Response:
+    """`{"items": [...], **extra}` around an items array a service already wrote as
+    JSON (`json_items` in the event service's API): relayed as it is."""
+    tail = b"".join(
+        b"," + orjson.dumps(name) + b":" + orjson.dumps(value) for name, value in extra.items()
+    )
+    return Response(
+        b'{"items":' + (items_json or b"[]") + tail + b"}", media_type="application/json"
+    )

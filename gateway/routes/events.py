@@ -19,7 +19,7 @@ from gateway.etags import (
     not_modified,
 )
 from gateway.openapi import problem_responses
-from gateway.responses import items_response
+from gateway.responses import items_json_response, items_response
 from gateway.schemas.events import (
     ROLE_VALUES,
     BatchIn,
@@ -28,7 +28,6 @@ from gateway.schemas.events import (
     EventPage,
     EventPatchIn,
     EventWriteIn,
-    Occurrence,
     OccurrenceList,
     OccurrencePage,
     RoleName,
@@ -104,9 +103,10 @@ async def list_events(
                 end=to_timestamp(end) if end else None,
                 q=q or "",
                 role=role_value,  # type: ignore[arg-type]
+                json_items=True,
             )
         )
-        return items_response([Occurrence.fields_from_proto(o) for o in expanded.items])
+        return items_json_response(expanded.items_json)
     page = await gateway.events.ListEvents(
         events_pb2.ListEventsRequest(
             start=to_timestamp(start) if start else None,
@@ -115,11 +115,10 @@ async def list_events(
             role=role_value,  # type: ignore[arg-type]
             limit=limit,
             cursor=cursor or "",
+            json_items=True,
         )
     )
-    return items_response(
-        [Event.fields_from_proto(e) for e in page.items], next_cursor=page.next_cursor or None
-    )
+    return items_json_response(page.items_json, next_cursor=page.next_cursor or None)
 
 
 @router.post(
@@ -252,7 +251,7 @@ async def list_occurrences(
     """The event's occurrences overlapping [start, end), expanded in its time zone."""
     response = await gateway.events.ListOccurrences(
         events_pb2.ListOccurrencesRequest(
-            event_id=event_id, start=to_timestamp(start), end=to_timestamp(end)
+            event_id=event_id, start=to_timestamp(start), end=to_timestamp(end), json_items=True
         )
     )
-    return items_response([Occurrence.fields_from_proto(o) for o in response.items])
+    return items_json_response(response.items_json)

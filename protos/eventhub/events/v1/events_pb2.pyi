@@ -125,62 +125,74 @@ class GetEventRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
-    __slots__ = ("start", "end", "q", "role", "limit", "cursor")
+    __slots__ = ("start", "end", "q", "role", "limit", "cursor", "json_items")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     Q_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    JSON_ITEMS_FIELD_NUMBER: _ClassVar[int]
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     q: str
     role: _common_pb2.Role
     limit: int
     cursor: str
-    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., q: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
+    json_items: bool
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., q: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., json_items: _Optional[bool] = ...) -> None: ...
 
 class ListEventsResponse(_message.Message):
-    __slots__ = ("items", "next_cursor")
+    __slots__ = ("items", "next_cursor", "items_json")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_JSON_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Event]
     next_cursor: str
-    def __init__(self, items: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+    items_json: bytes
+    def __init__(self, items: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., items_json: _Optional[bytes] = ...) -> None: ...
 
 class ExpandEventsRequest(_message.Message):
-    __slots__ = ("start", "end", "q", "role")
+    __slots__ = ("start", "end", "q", "role", "json_items")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     Q_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    JSON_ITEMS_FIELD_NUMBER: _ClassVar[int]
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     q: str
     role: _common_pb2.Role
-    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., q: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+    json_items: bool
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., q: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., json_items: _Optional[bool] = ...) -> None: ...
 
 class ExpandEventsResponse(_message.Message):
-    __slots__ = ("items",)
+    __slots__ = ("items", "items_json")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_JSON_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Occurrence]
-    def __init__(self, items: _Optional[_Iterable[_Union[Occurrence, _Mapping]]] = ...) -> None: ...
+    items_json: bytes
+    def __init__(self, items: _Optional[_Iterable[_Union[Occurrence, _Mapping]]] = ..., items_json: _Optional[bytes] = ...) -> None: ...
 
 class ListOccurrencesRequest(_message.Message):
-    __slots__ = ("event_id", "start", "end")
+    __slots__ = ("event_id", "start", "end", "json_items")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    JSON_ITEMS_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    json_items: bool
+    def __init__(self, event_id: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., json_items: _Optional[bool] = ...) -> None: ...
 
 class ListOccurrencesResponse(_message.Message):
-    __slots__ = ("items",)
+    __slots__ = ("items", "items_json")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_JSON_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Occurrence]
-    def __init__(self, items: _Optional[_Iterable[_Union[Occurrence, _Mapping]]] = ...) -> None: ...
+    items_json: bytes
+    def __init__(self, items: _Optional[_Iterable[_Union[Occurrence, _Mapping]]] = ..., items_json: _Optional[bytes] = ...) -> None: ...
 
 class ReplaceEventRequest(_message.Message):
     __slots__ = ("id", "event", "allow_conflicts", "expected_version")
