@@ -25,11 +25,8 @@ pytestmark = pytest.mark.faults
 IN_FLIGHT = {
     "auth_service": ("GET", "/api/auth/me", ["auth.users"]),
     "event_service": ("PATCH", "/api/events/{id}", ["events.events"]),
-    "sharing_service": (
-        "GET",
-        "/api/events/{id}/permissions",
-        ["sharing.grants", "sharing.event_acls"],
-    ),
+    # Sharing reads access lists through the event service, which waits on the lock.
+    "sharing_service": ("GET", "/api/events/{id}/permissions", ["events.event_access"]),
     "history_service": ("GET", "/api/events/{id}/history", ["history.event_versions"]),
     "gateway": ("GET", "/api/auth/me", ["auth.users"]),
 }
