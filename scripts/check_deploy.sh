@@ -100,8 +100,8 @@ ADDR_VARS = {
 }
 CALLERS = {
     "auth-service": {"gateway", "event-service", "sharing-service", "history-service"},
-    "event-service": {"gateway", "history-service"},
-    "sharing-service": {"gateway", "event-service", "history-service"},
+    "event-service": {"gateway", "sharing-service", "history-service"},
+    "sharing-service": {"gateway"},
     "history-service": {"gateway"},
 }
 APPS = {"gateway", *GRPC_PORTS}
