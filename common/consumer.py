@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from common.nats_client import connect, ensure_stream
+from common.notifications import event_stream, event_stream_subjects
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,27 @@ class Subscription:
     durable: str
     batch_size: int
     ack_wait: float
+
+    @classmethod
+    def to_event_stream(
+        cls,
+        nats_url: str,
+        namespace: str,
+        filter_subject: str,
+        durable: str,
+        batch_size: int,
+        ack_wait: float,
+    ) -> "Subscription":
+        """A consumer of the event service's stream (versions and access changes)."""
+        return cls(
+            nats_url=nats_url,
+            stream=event_stream(namespace),
+            subjects=event_stream_subjects(namespace),
+            filter_subject=filter_subject,
+            durable=durable,
+            batch_size=batch_size,
+            ack_wait=ack_wait,
+        )
 
 
 def is_passing(error: Exception) -> bool:

@@ -36,7 +36,7 @@ from common.notifications import (
 from common.roles import Role
 from common.timeutil import rfc3339, utcnow
 from common.tokens import Caller
-from event_service import repo
+from event_service import write_repo
 from event_service.access import access_notification
 from event_service.cache import EventCache
 from event_service.config import EventSettings
@@ -122,10 +122,10 @@ class EventService:
         that refusal was needless (no candidate clashed): insert `careful` then."""
         checks = checked.checks if checked else []
         async with pipelined_transaction(self._engine) as conn:
-            await repo.lock_owner_calendar(conn, new.owner)
+            await write_repo.lock_owner_calendar(conn, new.owner)
             if careful and checked:
-                checked.refuse_clashes(await repo.clash_candidates(conn, new.owner, checks))
-            cursor = await repo.insert_events(
+                checked.refuse_clashes(await write_repo.clash_candidates(conn, new.owner, checks))
+            cursor = await write_repo.insert_events(
                 conn,
                 new.username,
                 new.events,
@@ -191,7 +191,7 @@ class EventService:
             deleted = replace(
                 current, version=current.version + 1, updated_at=utcnow(), deleted=True
             )
-            await repo.delete_event(conn, deleted)
+            await write_repo.delete_event(conn, deleted)
             await self._record(conn, [(deleted, "deleted", {})], caller)
         await self._written(deleted)
 
@@ -208,7 +208,7 @@ class EventService:
         owner = (await self._reads.get(caller, event_id)).event.owner_id
         async with pipelined_transaction(self._engine) as conn:
             # The owner never changes, so its calendar can be locked before the event.
-            await repo.lock_owner_calendar(conn, owner)
+            await write_repo.lock_owner_calendar(conn, owner)
             current, role = await self._lock_with_role(conn, parsed, caller)
             if not role.may_edit:
                 raise PermissionDenied(ROLE_TOO_LOW)
@@ -221,7 +221,7 @@ class EventService:
             if not allow_conflicts and not current.draft().same_schedule(valid.draft):
                 checked = _Checked([valid], [placement], batch=False)
                 checked.refuse_clashes(
-                    await repo.clash_candidates(conn, owner, checked.checks, exclude=parsed)
+                    await write_repo.clash_candidates(conn, owner, checked.checks, exclude=parsed)
                 )
             updated = replace(
                 current,
@@ -229,7 +229,7 @@ class EventService:
                 version=current.version + 1,
                 updated_at=utcnow(),
             )
-            await repo.update_event(conn, updated, placement)
+            await write_repo.update_event(conn, updated, placement)
             await self._record(conn, [(updated, change_type, changes)], caller)
         await self._written(updated)
         return EventView(updated, role)
@@ -283,7 +283,7 @@ class EventService:
         conn: psycopg.AsyncConnection, event_id: uuid.UUID, caller: Caller
     ) -> tuple[StoredEvent, Role]:
         """The live event, locked, and the caller's role on it as of now."""
-        found = await repo.lock_live_event(conn, event_id, uuid.UUID(caller.user_id))
+        found = await write_repo.lock_live_event(conn, event_id, uuid.UUID(caller.user_id))
         if found is None or found[1] is None:
             raise NotFound(EVENT_NOT_FOUND)
         return found  # type: ignore[return-value]
@@ -300,8 +300,8 @@ def _new_event(owner: uuid.UUID, draft: EventDraft, now: datetime) -> StoredEven
     )
 
 
-def _placement(valid: ValidEvent) -> repo.Placement:
-    return repo.Placement(valid.schedule.span_end(), week_footprint(valid.schedule))
+def _placement(valid: ValidEvent) -> write_repo.Placement:
+    return write_repo.Placement(valid.schedule.span_end(), week_footprint(valid.schedule))
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +310,7 @@ class _NewEvents:
 
     owner: uuid.UUID
     username: str
-    events: list[tuple[StoredEvent, repo.Placement]]
+    events: list[tuple[StoredEvent, write_repo.Placement]]
     messages: list[outbox.Message]
 
 
@@ -321,12 +321,12 @@ class _Checked:
     def __init__(
         self,
         valid: list[ValidEvent],
-        placements: list[repo.Placement],
+        placements: list[write_repo.Placement],
         batch: bool,
     ) -> None:
         self._schedules = [CheckedSchedule(item.schedule) for item in valid]
         self._batch = batch
-        self.checks: list[repo.Check] = [
+        self.checks: list[write_repo.Check] = [
             (c.window_start, c.window_end, placement.footprint)
             for c, placement in zip(self._schedules, placements, strict=True)
         ]
@@ -335,7 +335,7 @@ class _Checked:
         ]
         self.clash_within = any(self._within)
 
-    def refuse_clashes(self, candidates: list[repo.Candidate]) -> None:
+    def refuse_clashes(self, candidates: list[write_repo.Candidate]) -> None:
         """Conflict naming the first item that clashes with one of the owner's events
         (among `candidates`) or with an earlier item."""
         if not candidates and not self.clash_within:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from common.consumer import DurableConsumer, Subscription, is_passing
-from common.notifications import event_stream, event_stream_subjects, event_subject
+from common.notifications import event_subject
 from history_service import repo
 from history_service.changes import PoisonMessage, parse_change
 from history_service.config import HistorySettings
@@ -97,10 +97,9 @@ class ChangeConsumer(DurableConsumer):
     ) -> None:
         namespace = settings.namespace
         super().__init__(
-            Subscription(
-                nats_url=settings.nats_url,
-                stream=event_stream(namespace),
-                subjects=event_stream_subjects(namespace),
+            Subscription.to_event_stream(
+                settings.nats_url,
+                namespace,
                 filter_subject=event_subject(namespace, "*"),
                 durable=settings.durable_name,
                 batch_size=settings.history_consumer_batch_size,

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from common.consumer import DurableConsumer, Subscription, is_passing
-from common.notifications import AccessChanged, access_subject, event_stream, event_stream_subjects
+from common.notifications import AccessChanged, access_subject
 from sharing_service import repo
 from sharing_service.config import SharingSettings
 
@@ -51,10 +51,9 @@ class AuditConsumer(DurableConsumer):
     def __init__(self, settings: SharingSettings, sessions: async_sessionmaker) -> None:
         namespace = settings.namespace
         super().__init__(
-            Subscription(
-                nats_url=settings.nats_url,
-                stream=event_stream(namespace),
-                subjects=event_stream_subjects(namespace),
+            Subscription.to_event_stream(
+                settings.nats_url,
+                namespace,
                 filter_subject=access_subject(namespace, "*"),
                 durable=f"{namespace}_sharing_audit",
                 batch_size=settings.audit_batch_size,
