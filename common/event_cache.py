@@ -7,8 +7,16 @@ and the access list, a field `u:<user id>` per role holder, with its
 `access_version`. The writer replaces each part only by a newer version
 (`event_service.cache`), so a reader that finds both parts may trust them: one
 HMGET answers an event and the caller's role.
+
+Listings (`GET /api/events`, any query) are cached per user: a view key holds a
+random token, and the pages computed under it live in the hash `pages:<user>:<token>`,
+one field per query string. A write deletes the view key of every user whose listing
+it changes, after commit; the next reader sets a new token, so pages stored under the
+old one (even by a reader that queried before the commit and stores after it) are
+never read again and expire.
 """
 
+import uuid
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -40,3 +48,58 @@ async def read_entry(redis: Redis, key: str, user_id: str) -> CachedEntry | None
         return CachedEntry(payload, Role(role.decode()) if role else None)
     except ValueError:
         return None
+
+
+def view_prefix(namespace: str) -> str:
+    return f"{namespace}:events:view"
+
+
+def pages_prefix(namespace: str) -> str:
+    return f"{namespace}:events:pages"
+
+
+# KEYS[1] the user's view key; ARGV: pages prefix with the user (`...:pages:<user>`),
+# query, a new token. Returns {token, page or false}; sets the token if there is none.
+# (The page key depends on the token, so it cannot be declared: standalone Redis.)
+_READ_PAGE = """
+local token = redis.call('GET', KEYS[1])
+if not token then
+  redis.call('SET', KEYS[1], ARGV[3], 'EX', 86400)
+  return {ARGV[3], false}
+end
+return {token, redis.call('HGET', ARGV[1] .. ':' .. token, ARGV[2])}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedPage:
+    """A listing's cached body (None: not cached) and the token to store it under."""
+
+    body: bytes | None
+    token: str
+
+
+class PageCache:
+    """Listing pages per user and query (layout in the module docstring). Redis errors
+    propagate: each reader has its own policy."""
+
+    def __init__(self, redis: Redis, namespace: str, ttl: int) -> None:
+        self._redis = redis
+        self._views = view_prefix(namespace)
+        self._pages = pages_prefix(namespace)
+        self._ttl = ttl
+        self._read = redis.register_script(_READ_PAGE)
+
+    async def read(self, user_id: str, query: str) -> CachedPage:
+        token, body = await self._read(
+            keys=[f"{self._views}:{user_id}"],
+            args=[f"{self._pages}:{user_id}", query, uuid.uuid4().hex],
+        )
+        return CachedPage(body or None, token.decode())
+
+    async def store(self, user_id: str, page: CachedPage, query: str, body: bytes) -> None:
+        key = f"{self._pages}:{user_id}:{page.token}"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, query, body)
+            pipe.expire(key, self._ttl)
+            await pipe.execute()

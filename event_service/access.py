@@ -129,6 +129,7 @@ class AccessService:
         self._notify()
         cached = AccessList(version, {str(user): role for user, role in roles.items()})
         await self._cache.put(parsed, None, cached)
+        await self._cache.retire_views({e.user_id for e in current.entries} | roles.keys())
         return changed
 
 

@@ -7,12 +7,16 @@ afterwards. A deleted event is kept as a tombstone for the same reason.
 When Redis fails the cache is bypassed for a moment: reads go to PostgreSQL. An
 event whose new version could not be stored is not read from the cache by this
 replica until a store succeeds, and its entry is deleted once Redis answers again.
+
+Writers also retire the listing views (`common.event_cache`) of every user whose
+listing a write changes; a retirement that fails is retried until Redis answers.
 """
 
 import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -62,9 +66,12 @@ class CachedRead:
 
 
 class EventCache:
-    def __init__(self, redis: Redis, key_prefix: str, ttl: int, retry_after: float) -> None:
+    def __init__(
+        self, redis: Redis, key_prefix: str, view_prefix: str, ttl: int, retry_after: float
+    ) -> None:
         self._redis = redis
         self._prefix = key_prefix
+        self._view_prefix = view_prefix
         self._ttl = ttl
         self._retry_after = retry_after
         self._bypass_until = 0.0
@@ -72,6 +79,9 @@ class EventCache:
         self._unsynced: set[uuid.UUID] = set()
         self._dropping: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._store = redis.register_script(_STORE_IF_NEWER)
+        # View keys this replica failed to delete, and the task retrying them.
+        self._stale_views: set[str] = set()
+        self._retiring: asyncio.Task[None] | None = None
 
     def _key(self, event_id: uuid.UUID) -> str:
         return f"{self._prefix}:{event_id}"
@@ -98,6 +108,36 @@ class EventCache:
                     await asyncio.sleep(self._retry_after)
         finally:
             self._dropping.pop(event_id, None)
+
+    async def retire_views(self, user_ids: Iterable[uuid.UUID | str]) -> None:
+        """After a commit: the listings of these users changed. Their cached pages
+        are never read again (a new view token is drawn on the next listing)."""
+        keys = {f"{self._view_prefix}:{user}" for user in user_ids}
+        if not keys:
+            return
+        try:
+            if not self._available():
+                raise RedisError("the cache is bypassed after a failure")
+            await self._redis.delete(*keys)
+        except (RedisError, OSError) as error:
+            self._failed(error)
+            self._stale_views |= keys
+            if self._retiring is None:
+                self._retiring = asyncio.create_task(self._retire_stale_views())
+
+    async def _retire_stale_views(self) -> None:
+        """Until Redis answers: a stale view would serve old pages for as long as
+        listings keep being stored under it, so there is no giving up."""
+        try:
+            while self._stale_views:
+                keys = list(self._stale_views)
+                try:
+                    await self._redis.delete(*keys)
+                    self._stale_views.difference_update(keys)
+                except (RedisError, OSError):
+                    await asyncio.sleep(self._retry_after)
+        finally:
+            self._retiring = None
 
     def _failed(self, error: Exception) -> None:
         self._bypass_until = time.monotonic() + self._retry_after

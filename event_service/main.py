@@ -5,7 +5,7 @@ import asyncio
 from redis.asyncio import Redis
 
 from common.db import make_engine
-from common.event_cache import event_cache_prefix
+from common.event_cache import event_cache_prefix, view_prefix
 from common.grpc_client import open_channel, public_key_fetcher
 from common.grpc_server import serve
 from common.logging import configure_logging
@@ -39,6 +39,7 @@ async def run(settings: EventSettings) -> None:
     cache = EventCache(
         redis,
         event_cache_prefix(settings.namespace),
+        view_prefix(settings.namespace),
         settings.event_cache_ttl,
         settings.event_cache_retry_after,
     )

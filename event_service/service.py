@@ -113,6 +113,7 @@ class EventService:
             await self._insert(new, checked, careful=True)
         # New events are not cached: no reader can hold an older version of them.
         self._notify()
+        await self._cache.retire_views([owner])
         return [EventView(event, Role.OWNER) for event, _ in events]
 
     async def _insert(self, new: "_NewEvents", checked: "_Checked | None", careful: bool) -> bool:
@@ -184,7 +185,7 @@ class EventService:
         parsed = event_uuid(event_id)
         await self._reads.get(caller, event_id)  # 404 before 412 for a stranger, cheaply
         async with pipelined_transaction(self._engine) as conn:
-            current, role = await self._lock_with_role(conn, parsed, caller)
+            current, role, holders = await self._lock_with_role(conn, parsed, caller)
             if not role.may_share:
                 raise PermissionDenied("only an owner may delete the event")
             _check_version(current, expected_version)
@@ -193,7 +194,7 @@ class EventService:
             )
             await write_repo.delete_event(conn, deleted)
             await self._record(conn, [(deleted, "deleted", {})], caller)
-        await self._written(deleted)
+        await self._written(deleted, holders)
 
     async def _change(
         self,
@@ -209,7 +210,7 @@ class EventService:
         async with pipelined_transaction(self._engine) as conn:
             # The owner never changes, so its calendar can be locked before the event.
             await write_repo.lock_owner_calendar(conn, owner)
-            current, role = await self._lock_with_role(conn, parsed, caller)
+            current, role, holders = await self._lock_with_role(conn, parsed, caller)
             if not role.may_edit:
                 raise PermissionDenied(ROLE_TOO_LOW)
             valid = validate(new_content(current))
@@ -231,7 +232,7 @@ class EventService:
             )
             await write_repo.update_event(conn, updated, placement)
             await self._record(conn, [(updated, change_type, changes)], caller)
-        await self._written(updated)
+        await self._written(updated, holders)
         return EventView(updated, role)
 
     async def _record(
@@ -273,20 +274,22 @@ class EventService:
             self._settings.namespace, event.id, caller.user_id, event.created_at, [grant]
         )
 
-    async def _written(self, event: StoredEvent) -> None:
-        """After commit: let the outbox relay publish, and replace the cached event."""
+    async def _written(self, event: StoredEvent, holders: list[uuid.UUID]) -> None:
+        """After commit: let the outbox relay publish, replace the cached event and
+        retire the listings that show it."""
         self._notify()
         await self._cache.put(event.id, event)
+        await self._cache.retire_views(holders)
 
     @staticmethod
     async def _lock_with_role(
         conn: psycopg.AsyncConnection, event_id: uuid.UUID, caller: Caller
-    ) -> tuple[StoredEvent, Role]:
-        """The live event, locked, and the caller's role on it as of now."""
+    ) -> write_repo.LockedEvent:
+        """The live event, locked, the caller's role on it as of now, and its holders."""
         found = await write_repo.lock_live_event(conn, event_id, uuid.UUID(caller.user_id))
-        if found is None or found[1] is None:
+        if found is None or found.role is None:
             raise NotFound(EVENT_NOT_FOUND)
-        return found  # type: ignore[return-value]
+        return found
 
 
 def _new_event(owner: uuid.UUID, draft: EventDraft, now: datetime) -> StoredEvent:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
@@ -40,20 +40,27 @@ _EVENT_FIELDS = ", ".join(
 _LOCK_LIVE_EVENT = f"""
     SELECT {_EVENT_FIELDS}, e.deleted_at IS NOT NULL,
            (SELECT role FROM {SCHEMA}.event_access
-            WHERE event_id = e.id AND user_id = %(user_id)s)
+            WHERE event_id = e.id AND user_id = %(user_id)s),
+           ARRAY(SELECT user_id FROM {SCHEMA}.event_access WHERE event_id = e.id)
     FROM {SCHEMA}.events AS e
     WHERE e.id = %(id)s AND e.deleted_at IS NULL
     FOR UPDATE OF e
 """
 
 
+class LockedEvent(NamedTuple):
+    event: StoredEvent
+    role: Role | None  # the user's
+    holders: list[uuid.UUID]  # every user with a role on it: whose listings show it
+
+
 async def lock_live_event(
     conn: psycopg.AsyncConnection, event_id: uuid.UUID, user_id: uuid.UUID
-) -> tuple[StoredEvent, Role | None] | None:
-    """The live event, locked until commit, and the user's role on it."""
+) -> LockedEvent | None:
+    """The live event, locked until commit, the user's role on it and its role holders."""
     cursor = await conn.execute(_LOCK_LIVE_EVENT, {"id": event_id, "user_id": user_id})
     row = await cursor.fetchone()
-    return (StoredEvent(*row[:-1]), role_or_none(row[-1])) if row else None
+    return LockedEvent(StoredEvent(*row[:-2]), role_or_none(row[-2]), row[-1]) if row else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Cached event reads answered at the gateway: one Redis read instead of a gRPC hop.
+"""Cached event reads and listings answered at the gateway: one Redis read instead
+of a gRPC hop.
 
 The event service owns the cache (`common.event_cache`) and replaces an entry with
 every newer version of the event or its access list before it acknowledges the
@@ -11,6 +12,11 @@ entries, so entries written before an outage may be stale once Redis is back. Th
 gateway therefore does not trust the cache for one cache TTL after it saw Redis
 fail (by then every such entry has expired), and reads through the event service,
 which knows which events it could not store.
+
+Listings work alike (`common.event_cache.PageCache`): a page is looked up under the
+caller's current view token; on a miss the gateway asks the event service and stores
+the answer under the token it read before asking, which a write since then has
+already made unreachable.
 """
 
 import logging
@@ -24,7 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.errors import NotFound
-from common.event_cache import event_cache_prefix, read_entry
+from common.event_cache import CachedPage, PageCache, event_cache_prefix, read_entry
 from common.tokens import Caller
 
 log = logging.getLogger(__name__)
@@ -39,15 +45,41 @@ class CachedEvents:
         self._prefix = event_cache_prefix(namespace)
         self._cache_ttl = cache_ttl
         self._trusted_from = 0.0
+        self._pages = PageCache(redis, namespace, int(cache_ttl))
 
     def redis_failed(self) -> None:
         """Distrust entries for one TTL: some may predate writes made meanwhile."""
         self._trusted_from = time.monotonic() + self._cache_ttl
 
+    def _trusted(self) -> bool:
+        return time.monotonic() >= self._trusted_from
+
+    def _unreadable(self, error: Exception) -> None:
+        log.warning("event cache unreadable", extra={"error": repr(error)})
+        self.redis_failed()
+
+    async def page(self, caller: Caller, query: str) -> CachedPage | None:
+        """The caller's cached listing for this query string (`body` None if it is
+        not cached yet), or None if the cache cannot answer."""
+        if not self._trusted():
+            return None
+        try:
+            return await self._pages.read(caller.user_id, query)
+        except (RedisError, OSError) as error:
+            self._unreadable(error)
+            return None
+
+    async def store_page(self, caller: Caller, page: CachedPage, query: str, body: bytes) -> None:
+        """Keep a listing the event service answered, under the token read before."""
+        try:
+            await self._pages.store(caller.user_id, page, query, body)
+        except (RedisError, OSError) as error:
+            self._unreadable(error)
+
     async def event(self, event_id: str, caller: Caller) -> dict[str, Any] | None:
         """The event's response fields with the caller's role, NotFound if the cache
         says the caller may not see it, or None if the cache cannot answer."""
-        if time.monotonic() < self._trusted_from:
+        if not self._trusted():
             return None
         try:
             key = f"{self._prefix}:{uuid.UUID(event_id)}"
@@ -56,8 +88,7 @@ class CachedEvents:
         try:
             entry = await read_entry(self._redis, key, caller.user_id)
         except (RedisError, OSError) as error:
-            log.warning("event cache unreadable", extra={"error": repr(error)})
-            self.redis_failed()
+            self._unreadable(error)
             return None
         if entry is None:
             return None

@@ -1,11 +1,13 @@
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from common.errors import InvalidArgument
 from common.timeutil import to_timestamp
 from eventhub.events.v1 import events_pb2
+from gateway.clients import Gateway
 from gateway.deps import CurrentUser, Services
 from gateway.etags import (
     ETAG_HEADER,
@@ -74,6 +76,7 @@ async def create_event(body: EventWriteIn, user: CurrentUser, gateway: Services)
     responses=problem_responses(401, 422, 429),
 )
 async def list_events(
+    request: Request,
     user: CurrentUser,
     gateway: Services,
     start: WindowStart = None,
@@ -95,6 +98,26 @@ async def list_events(
 ) -> Response:
     """Events the caller owns or was shared, newest first, or with `expand=true` their
     occurrences in a window, by start time."""
+    query = request.url.query
+    cached = await gateway.cached_events.page(user, query)
+    if cached is not None and cached.body is not None:
+        return Response(cached.body, media_type="application/json")
+    response = await _listing(gateway, start, end, q, role, limit, cursor, expand)
+    if cached is not None:
+        await gateway.cached_events.store_page(user, cached, query, bytes(response.body))
+    return response
+
+
+async def _listing(
+    gateway: Gateway,
+    start: datetime | None,
+    end: datetime | None,
+    q: str | None,
+    role: RoleName | None,
+    limit: int,
+    cursor: str | None,
+    expand: bool,
+) -> Response:
     role_value = ROLE_VALUES[role] if role else 0
     if expand:
         expanded = await gateway.events.ExpandEvents(

@@ -243,3 +243,98 @@ def test_calls_reach_each_event_service_replica(
     served_while_stopped(1)
     wait_until(lambda: connected(1), 30, "both gateways to reconnect to the restarted replica")
     served_while_stopped(0)
+
+
+def listed(api: httpx.Client, user: User, query: str = "") -> dict[str, tuple[str, str]]:
+    """The user's listing: event id -> (title, role)."""
+    response = api.get(f"/api/events{query}", headers=user.headers)
+    assert response.status_code == 200, response.text
+    return {item["id"]: (item["title"], item["role"]) for item in response.json()["items"]}
+
+
+def test_every_kind_of_write_shows_at_once_in_cached_listings_on_both_gateways(
+    gateways: tuple[httpx.Client, httpx.Client],
+) -> None:
+    """Listings are cached per user; each write below goes through the other gateway
+    right after both gateways served (and cached) the listing, and must show at once."""
+    first, second = gateways
+    owner, reader = register(first), register(first)
+    window = f"?start={START}&end={END}"
+
+    def warm() -> None:
+        for gateway in gateways:
+            for user in (owner, reader):
+                listed(gateway, user)
+                listed(gateway, user, window)
+
+    def both_see(user: User, expected: dict[str, tuple[str, str]]) -> None:
+        for gateway in (first, second, first):
+            assert listed(gateway, user) == expected
+            assert listed(gateway, user, window) == expected
+
+    warm()
+    event = create_event(second, owner, title="created")
+    both_see(owner, {event["id"]: ("created", "owner")})
+    both_see(reader, {})
+
+    warm()
+    shared = second.post(
+        f"/api/events/{event['id']}/share",
+        json={"users": [{"user_id": reader.id, "role": "viewer"}]},
+        headers=owner.headers,
+    )
+    assert shared.status_code == 201, shared.text
+    both_see(reader, {event["id"]: ("created", "viewer")})
+
+    warm()
+    patch(first, owner, event["id"], title="renamed")
+    both_see(owner, {event["id"]: ("renamed", "owner")})
+    both_see(reader, {event["id"]: ("renamed", "viewer")})
+
+    warm()
+    promoted = first.put(
+        f"/api/events/{event['id']}/permissions/{reader.id}",
+        json={"role": "editor"},
+        headers=owner.headers,
+    )
+    assert promoted.status_code == 200, promoted.text
+    both_see(reader, {event["id"]: ("renamed", "editor")})
+
+    warm()
+    revoked = second.delete(
+        f"/api/events/{event['id']}/permissions/{reader.id}", headers=owner.headers
+    )
+    assert revoked.status_code == 204, revoked.text
+    both_see(reader, {})
+    both_see(owner, {event["id"]: ("renamed", "owner")})
+
+    warm()
+    deleted = first.delete(f"/api/events/{event['id']}", headers=owner.headers)
+    assert deleted.status_code == 204, deleted.text
+    both_see(owner, {})
+
+
+def test_a_cached_expansion_follows_a_change_of_the_series(
+    gateways: tuple[httpx.Client, httpx.Client], owner: User
+) -> None:
+    first, second = gateways
+    series = create_event(
+        first, owner, title="weekly", is_recurring=True, recurrence_rule="FREQ=WEEKLY;COUNT=3"
+    )
+    query = "/api/events?expand=true&start=2032-05-01T00:00:00Z&end=2032-06-01T00:00:00Z"
+
+    def titles(api: httpx.Client) -> list[str]:
+        response = api.get(query, headers=owner.headers)
+        assert response.status_code == 200, response.text
+        return [o["title"] for o in response.json()["items"] if o["event_id"] == series["id"]]
+
+    assert titles(first) == titles(second) == ["weekly"] * 3
+    patch(
+        second,
+        owner,
+        series["id"],
+        recurrence_rule="FREQ=WEEKLY;COUNT=2",
+        title="shorter",
+        allow_conflicts=True,
+    )
+    assert titles(first) == titles(second) == ["shorter"] * 2

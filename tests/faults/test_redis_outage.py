@@ -1,4 +1,5 @@
-"""Redis down: tokens fail closed, rate limits fail open, events bypass their cache."""
+"""Redis down: tokens fail closed, rate limits fail open, events and listings bypass
+their cache."""
 
 from collections.abc import Callable
 
@@ -26,6 +27,8 @@ def test_redis_outage_follows_the_documented_policy(
     url = f"/api/events/{event['id']}"
     cached = api.get(url, headers=user.headers)  # now in the event cache
     assert cached.status_code == 200 and cached.json()["version"] == 1
+    listing = api.get("/api/events", headers=user.headers)  # now in the listing cache
+    assert [item["title"] for item in listing.json()["items"]] == ["before the outage"]
     credentials = {"username": user.username, "password": user.password}
     events = EventServiceStub(service_channel("events"))
     metadata = [("authorization", f"Bearer {user.access_token}")]
@@ -59,4 +62,6 @@ def test_redis_outage_follows_the_documented_policy(
     # Back: nothing stale is served from the entry cached before the outage.
     after = wait_for_success(lambda: api.get(url, headers=user.headers)).json()
     assert (after["version"], after["title"]) == (2, "during the outage")
+    listing = wait_for_success(lambda: api.get("/api/events", headers=user.headers))
+    assert [item["title"] for item in listing.json()["items"]] == ["during the outage"]
     wait_for_success(lambda: api.get("/readyz"))
