@@ -8,10 +8,10 @@ access row and its access-change notification.
 """
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import psycopg
@@ -39,12 +39,12 @@ from common.tokens import Caller
 from event_service import write_repo
 from event_service.access import access_notification
 from event_service.cache import EventCache
+from event_service.checks import Checked, conflict, existing_by_item
 from event_service.config import EventSettings
 from event_service.domain.conflicts import (
     CheckedSchedule,
-    Clash,
-    clashes_with_earlier_items,
     find_clashes,
+    may_overlap,
 )
 from event_service.domain.events import (
     EVENT_NOT_FOUND,
@@ -52,11 +52,11 @@ from event_service.domain.events import (
     ValidEvent,
     event_uuid,
     json_value,
-    make_schedule,
     validate,
     validate_all,
 )
-from event_service.domain.recurrence import Schedule, week_footprint
+from event_service.domain.recurrence import week_footprint
+from event_service.group_commit import GroupCommit, Pending, settle
 from event_service.models import StoredEvent
 from event_service.models import outbox as outbox_table
 from event_service.reads import EventReader, EventView
@@ -65,6 +65,14 @@ ROLE_TOO_LOW = "your role on this event does not allow this"
 # A new event's access list: its owner's grant, change 1.
 FIRST_ACCESS_VERSION = 1
 MAX_BATCH = 500
+MAX_GROUP = 64  # creates of one calendar in one transaction
+
+
+@dataclass(frozen=True, slots=True)
+class _Create:
+    caller: Caller
+    valid: ValidEvent
+    allow_conflicts: bool
 
 
 class EventService:
@@ -81,18 +89,78 @@ class EventService:
         self._reads = reader
         self._cache = cache
         self._notify = notify
+        self._creates: GroupCommit[_Create, EventView] = GroupCommit(self._create_group, MAX_GROUP)
 
     async def create(self, caller: Caller, draft: EventDraft, allow_conflicts: bool) -> EventView:
-        return (await self.create_many(caller, [draft], allow_conflicts, batch=False))[0]
+        """One event. Creates on one calendar that arrive together share a transaction
+        (`group_commit`), each checked as if it ran alone after the ones before it."""
+        create = _Create(caller, validate(draft), allow_conflicts)
+        return await self._creates.submit(uuid.UUID(caller.user_id), create)
+
+    async def _create_group(
+        self, owner: Hashable, group: list[Pending[_Create, EventView]]
+    ) -> None:
+        """Under the owner's lock, each create is checked against the calendar and the
+        group's earlier accepted creates: a clash is its Conflict, the rest are
+        inserted together."""
+        owner_id = cast(uuid.UUID, owner)
+        now = utcnow()
+        new = [
+            (_new_event(owner_id, p.item.valid.draft, now + timedelta(microseconds=index)),
+             _placement(p.item.valid))
+            for index, p in enumerate(group)
+        ]  # fmt: skip
+        checked = [CheckedSchedule(p.item.valid.schedule) for p in group]
+        checks = [
+            (c.window_start, c.window_end, placement.footprint)
+            for c, (_, placement) in zip(checked, new, strict=True)
+        ]
+        refused: dict[int, Conflict] = {}
+        accepted: list[int] = []
+        async with pipelined_transaction(self._engine) as conn:
+            await write_repo.lock_owner_calendar(conn, owner_id)
+            existing = existing_by_item(
+                await write_repo.clash_candidates(conn, owner_id, checks), len(group)
+            )
+            for index, pending in enumerate(group):
+                if not pending.item.allow_conflicts:
+                    earlier = [
+                        (str(new[a][0].id), checked[a].schedule)
+                        for a in accepted
+                        if may_overlap(checked[a], checked[index])
+                    ]
+                    clashes = find_clashes(checked[index], existing[index] + earlier)
+                    if clashes:
+                        refused[index] = conflict(clashes)
+                        continue
+                accepted.append(index)
+            if accepted:
+                caller = group[0].item.caller
+                events = [new[index] for index in accepted]
+                messages = self._messages(
+                    [(event, "created", _created_changes(event)) for event, _ in events], caller
+                )
+                messages += [self._first_owner_notice(event, caller) for event, _ in events]
+                await write_repo.insert_events(
+                    conn, caller.username, events, FIRST_ACCESS_VERSION, messages, []
+                )
+        if accepted:
+            self._notify()
+            await self._cache.retire_views([owner_id])
+        for index, pending in enumerate(group):
+            if index in refused:
+                settle(pending, error=refused[index])
+            else:
+                settle(pending, EventView(new[index][0], Role.OWNER))
 
     async def create_many(
-        self, caller: Caller, drafts: list[EventDraft], allow_conflicts: bool, batch: bool = True
+        self, caller: Caller, drafts: list[EventDraft], allow_conflicts: bool
     ) -> list[EventView]:
-        """Create every event or none. A batch names items in errors (`events.N.field`)
-        and tells which item clashed (`index`)."""
-        if batch and not 1 <= len(drafts) <= MAX_BATCH:
+        """Create every event or none. Errors name items (`events.N.field`), and a
+        Conflict tells which item clashed (`index`)."""
+        if not 1 <= len(drafts) <= MAX_BATCH:
             raise InvalidArgument.field("events", f"must hold 1 to {MAX_BATCH} events")
-        valid = validate_all(drafts, "events.") if batch else [validate(drafts[0])]
+        valid = validate_all(drafts, "events.")
         owner = uuid.UUID(caller.user_id)
         now = utcnow()
         # A microsecond apart, so that newest-first lists show a batch's last item first.
@@ -105,7 +173,7 @@ class EventService:
         messages += [self._first_owner_notice(event, caller) for event, _ in events]
         new = _NewEvents(owner, caller.username, events, messages)
         placements = [placement for _, placement in events]
-        checked = None if allow_conflicts else _Checked(valid, placements, batch)
+        checked = None if allow_conflicts else Checked(valid, placements, batch=True)
         # Items of a batch that clash among themselves are refused: checked carefully,
         # the error names the first item that clashes, in the calendar or the batch.
         careful = checked is not None and checked.clash_within
@@ -116,7 +184,7 @@ class EventService:
         await self._cache.retire_views([owner])
         return [EventView(event, Role.OWNER) for event, _ in events]
 
-    async def _insert(self, new: "_NewEvents", checked: "_Checked | None", careful: bool) -> bool:
+    async def _insert(self, new: "_NewEvents", checked: "Checked | None", careful: bool) -> bool:
         """Insert the new events, under their owner's lock, unless they clash with the
         owner's calendar (Conflict). In one round trip, refused by PostgreSQL if an
         event of the owner can clash; `careful`, with the check in between. False if
@@ -220,7 +288,7 @@ class EventService:
                 return EventView(current, role)
             placement = _placement(valid)
             if not allow_conflicts and not current.draft().same_schedule(valid.draft):
-                checked = _Checked([valid], [placement], batch=False)
+                checked = Checked([valid], [placement], batch=False)
                 checked.refuse_clashes(
                     await write_repo.clash_candidates(conn, owner, checked.checks, exclude=parsed)
                 )
@@ -317,46 +385,6 @@ class _NewEvents:
     messages: list[outbox.Message]
 
 
-class _Checked:
-    """New schedules to check against their owner's calendar; a batch's items are
-    checked against the items before them too."""
-
-    def __init__(
-        self,
-        valid: list[ValidEvent],
-        placements: list[write_repo.Placement],
-        batch: bool,
-    ) -> None:
-        self._schedules = [CheckedSchedule(item.schedule) for item in valid]
-        self._batch = batch
-        self.checks: list[write_repo.Check] = [
-            (c.window_start, c.window_end, placement.footprint)
-            for c, placement in zip(self._schedules, placements, strict=True)
-        ]
-        self._within = [
-            clashes_with_earlier_items(self._schedules, index) for index in range(len(valid))
-        ]
-        self.clash_within = any(self._within)
-
-    def refuse_clashes(self, candidates: list[write_repo.Candidate]) -> None:
-        """Conflict naming the first item that clashes with one of the owner's events
-        (among `candidates`) or with an earlier item."""
-        if not candidates and not self.clash_within:
-            return
-        schedules: dict[uuid.UUID, Schedule] = {}
-        existing: list[list[tuple[str, Schedule]]] = [[] for _ in self._schedules]
-        for item, event_id, start, end, zone, rule in candidates:
-            schedule = schedules.get(event_id)
-            if schedule is None:
-                schedule = schedules[event_id] = make_schedule(start, end, zone, rule)
-            existing[item].append((str(event_id), schedule))
-        for index, checked in enumerate(self._schedules):
-            clashes = find_clashes(checked, existing[index]) + self._within[index]
-            if clashes:
-                clashes.sort(key=lambda clash: clash.occurrence.start)
-                raise _conflict(clashes, index if self._batch else None)
-
-
 def _changes(old: EventDraft, new: EventDraft) -> dict[str, dict[str, Any]]:
     return {
         name: {"old": json_value(getattr(old, name)), "new": json_value(getattr(new, name))}
@@ -377,14 +405,3 @@ def _check_version(current: StoredEvent, expected_version: int | None) -> None:
             f"the event is at version {current.version}, not {expected_version}",
             current_version=current.version,
         )
-
-
-def _conflict(clashes: list[Clash], index: int | None = None) -> Conflict:
-    extra: dict[str, Any] = {"conflicts": [clash.as_json() for clash in clashes]}
-    if index is not None:
-        extra["index"] = index
-    where = f"item {index}" if index is not None else "the event"
-    return Conflict(
-        f"{where} overlaps other events of the owner; set allow_conflicts to accept that",
-        **extra,
-    )

@@ -87,10 +87,17 @@ def clashes_with_earlier_items(checked: list[CheckedSchedule], index: int) -> li
     later = checked[index]
     clashes = []
     for earlier_index, earlier in enumerate(checked[:index]):
-        if (
-            earlier.span_end is not None and earlier.span_end <= later.window_start
-        ) or later.window_end <= earlier.window_start:
+        if not may_overlap(earlier, later):
             continue
         clashes += [Clash(None, o, earlier_index) for o in later.clashes_with(earlier.schedule)]
     clashes.sort(key=lambda clash: clash.occurrence.start)
     return clashes[:MAX_REPORTED_CONFLICTS]
+
+
+def may_overlap(earlier: CheckedSchedule, later: CheckedSchedule) -> bool:
+    """Whether `later`'s window reaches into `earlier`'s span (cheap, before the
+    occurrence by occurrence check)."""
+    return not (
+        (earlier.span_end is not None and earlier.span_end <= later.window_start)
+        or later.window_end <= earlier.window_start
+    )

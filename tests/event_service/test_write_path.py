@@ -123,3 +123,49 @@ def test_a_batch_commits_every_event_with_its_access_row_and_notifications(
     assert [row[:6] for row in rows] == [(i, "owner", owner.id, True, 1, True) for i in ids]
     # Sunday 1 May 2033, 09:00 UTC: minute 6 * 1440 + 540 of the week, for an hour (+1).
     assert rows[0][6] == "{[9180,9241)}"
+
+
+def test_concurrent_creates_on_one_calendar_are_checked_as_if_one_after_another(
+    events: EventServiceStub,  # noqa: F811
+    make_user,
+    stack: Stack,
+) -> None:
+    """Creates in flight together share transactions (group commit); each must still
+    see the ones committed or accepted before it. Three creates per slot race: one
+    wins, the other two are refused naming it; creates that allow conflicts all land."""
+    owner = make_user()
+    metadata = auth(owner)
+
+    def slot(index: int, **fields: object) -> pb.CreateEventRequest:
+        day = f"2033-02-{1 + index // 24:02d}"
+        start = f"{day}T{index % 24:02d}:00"
+        end = f"{day}T{index % 24:02d}:30"
+        return pb.CreateEventRequest(event=event_input(start, end), **fields)  # type: ignore[arg-type]
+
+    racing = {index: [events.CreateEvent.future(slot(index), metadata=metadata) for _ in range(3)]
+              for index in range(30)}  # fmt: skip
+    forced = [
+        events.CreateEvent.future(slot(index, allow_conflicts=True), metadata=metadata)
+        for index in range(30, 40)
+        for _ in range(2)
+    ]
+    created: list[str] = []
+    for calls in racing.values():
+        won = [call.result() for call in calls if call.exception() is None]
+        assert len(won) == 1
+        for call in calls:
+            if call.exception() is not None:
+                problem = problem_from_rpc_error(call.exception())
+                assert [c["event_id"] for c in problem["conflicts"]] == [won[0].id]
+        created.append(won[0].id)
+    created += [call.result().id for call in forced]
+    assert len(set(created)) == 50
+
+    with psycopg.connect(database_url(stack)) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM events.events WHERE owner_id = %s", (owner.id,)
+        ).fetchone()
+        assert stored == (50,)
+    assert sorted(outbox_ids(stack, created)) == sorted(
+        f"{event_id}:{suffix}" for event_id in created for suffix in ("1", "access:1")
+    )

@@ -1,0 +1,76 @@
+"""Checking writes against their owner's calendar, under its lock: the candidates
+PostgreSQL found (span and week footprint overlap) are expanded and compared
+occurrence by occurrence; a clash is a Conflict that lists the clashing occurrences."""
+
+import uuid
+from typing import Any
+
+from common.errors import Conflict
+from event_service import write_repo
+from event_service.domain.conflicts import (
+    CheckedSchedule,
+    Clash,
+    clashes_with_earlier_items,
+    find_clashes,
+)
+from event_service.domain.events import ValidEvent, make_schedule
+from event_service.domain.recurrence import Schedule
+
+
+def existing_by_item(
+    candidates: list[write_repo.Candidate], items: int
+) -> list[list[tuple[str, Schedule]]]:
+    """For each checked item, (id, schedule) of the owner's events it may clash with."""
+    schedules: dict[uuid.UUID, Schedule] = {}
+    existing: list[list[tuple[str, Schedule]]] = [[] for _ in range(items)]
+    for item, event_id, start, end, zone, rule in candidates:
+        schedule = schedules.get(event_id)
+        if schedule is None:
+            schedule = schedules[event_id] = make_schedule(start, end, zone, rule)
+        existing[item].append((str(event_id), schedule))
+    return existing
+
+
+class Checked:
+    """New schedules to check against their owner's calendar; a batch's items are
+    checked against the items before them too."""
+
+    def __init__(
+        self,
+        valid: list[ValidEvent],
+        placements: list[write_repo.Placement],
+        batch: bool,
+    ) -> None:
+        self._schedules = [CheckedSchedule(item.schedule) for item in valid]
+        self._batch = batch
+        self.checks: list[write_repo.Check] = [
+            (c.window_start, c.window_end, placement.footprint)
+            for c, placement in zip(self._schedules, placements, strict=True)
+        ]
+        self._within = [
+            clashes_with_earlier_items(self._schedules, index) for index in range(len(valid))
+        ]
+        self.clash_within = any(self._within)
+
+    def refuse_clashes(self, candidates: list[write_repo.Candidate]) -> None:
+        """Conflict naming the first item that clashes with one of the owner's events
+        (among `candidates`) or with an earlier item."""
+        if not candidates and not self.clash_within:
+            return
+        existing = existing_by_item(candidates, len(self._schedules))
+        for index, checked in enumerate(self._schedules):
+            clashes = find_clashes(checked, existing[index]) + self._within[index]
+            if clashes:
+                clashes.sort(key=lambda clash: clash.occurrence.start)
+                raise conflict(clashes, index if self._batch else None)
+
+
+def conflict(clashes: list[Clash], index: int | None = None) -> Conflict:
+    extra: dict[str, Any] = {"conflicts": [clash.as_json() for clash in clashes]}
+    if index is not None:
+        extra["index"] = index
+    where = f"item {index}" if index is not None else "the event"
+    return Conflict(
+        f"{where} overlaps other events of the owner; set allow_conflicts to accept that",
+        **extra,
+    )
