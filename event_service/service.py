@@ -75,6 +75,18 @@ class _Create:
     allow_conflicts: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Change:
+    event_id: uuid.UUID
+    owner_id: uuid.UUID
+    new_content: Callable[[StoredEvent], EventDraft]
+    change_type: ChangeType
+
+
+class _RescheduledMeanwhile(Exception):
+    """A change planned without the calendar lock turned out to move the event."""
+
+
 class EventService:
     def __init__(
         self,
@@ -273,21 +285,42 @@ class EventService:
         allow_conflicts: bool,
         expected_version: int | None,
     ) -> EventView:
-        parsed = event_uuid(event_id)
-        owner = (await self._reads.get(caller, event_id)).event.owner_id
+        seen = (await self._reads.get(caller, event_id)).event
+        change = _Change(event_uuid(event_id), seen.owner_id, new_content, change_type)
+        # Only a change of times can clash, so only such a change takes the owner's
+        # calendar lock (which serialises the owner's creates and reschedules): a guess
+        # from the read above, confirmed under the event's own lock.
+        reschedules = not seen.draft().same_schedule(new_content(seen))
+        try:
+            return await self._apply(caller, change, allow_conflicts, expected_version, reschedules)
+        except _RescheduledMeanwhile:
+            return await self._apply(caller, change, allow_conflicts, expected_version, True)
+
+    async def _apply(
+        self,
+        caller: Caller,
+        change: "_Change",
+        allow_conflicts: bool,
+        expected_version: int | None,
+        lock_calendar: bool,
+    ) -> EventView:
+        change_type, parsed, owner = change.change_type, change.event_id, change.owner_id
         async with pipelined_transaction(self._engine) as conn:
-            # The owner never changes, so its calendar can be locked before the event.
-            await write_repo.lock_owner_calendar(conn, owner)
+            if lock_calendar:  # the owner never changes: its calendar before the event
+                await write_repo.lock_owner_calendar(conn, owner)
             current, role, holders = await self._lock_with_role(conn, parsed, caller)
             if not role.may_edit:
                 raise PermissionDenied(ROLE_TOO_LOW)
-            valid = validate(new_content(current))
+            valid = validate(change.new_content(current))
             _check_version(current, expected_version)
             changes = _changes(current.draft(), valid.draft)
             if not changes and change_type == "updated":
                 return EventView(current, role)
             placement = _placement(valid)
-            if not allow_conflicts and not current.draft().same_schedule(valid.draft):
+            reschedules = not current.draft().same_schedule(valid.draft)
+            if reschedules and not lock_calendar:
+                raise _RescheduledMeanwhile
+            if reschedules and not allow_conflicts:
                 checked = Checked([valid], [placement], batch=False)
                 checked.refuse_clashes(
                     await write_repo.clash_candidates(conn, owner, checked.checks, exclude=parsed)

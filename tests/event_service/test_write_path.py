@@ -2,6 +2,8 @@
 of the owner can clash and then checked carefully; a create commits its events, the
 owner's access rows and all their notifications together, or nothing."""
 
+import time
+
 import psycopg
 
 from common.errors import problem_from_rpc_error
@@ -169,3 +171,94 @@ def test_concurrent_creates_on_one_calendar_are_checked_as_if_one_after_another(
     assert sorted(outbox_ids(stack, created)) == sorted(
         f"{event_id}:{suffix}" for event_id in created for suffix in ("1", "access:1")
     )
+
+
+def calendar_lock_key(owner_id: str) -> str:
+    return f"events.owner:{owner_id}"
+
+
+def test_only_a_change_of_times_waits_for_the_owners_calendar(
+    events: EventServiceStub,  # noqa: F811
+    make_user,
+    stack: Stack,
+) -> None:
+    """The calendar lock serialises what can clash (creates, moves); a new title cannot
+    clash, so it goes through while another transaction holds the owner's calendar."""
+    owner = make_user()
+    event = create(events, owner, start="2033-03-01T09:00", end="2033-03-01T10:00")
+    with psycopg.connect(database_url(stack), autocommit=True) as holder:
+        holder.execute(
+            "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (calendar_lock_key(owner.id),)
+        )
+        renamed = events.UpdateEvent(
+            pb.UpdateEventRequest(id=event.id, patch=pb.EventPatch(title="renamed")),
+            metadata=auth(owner),
+            timeout=5,
+        )
+        assert (renamed.version, renamed.title) == (2, "renamed")
+        moved = events.UpdateEvent.future(
+            pb.UpdateEventRequest(id=event.id, patch=pb.EventPatch(location="moved")),
+            metadata=auth(owner),
+            timeout=10,
+        )
+        assert moved.result().version == 3  # a location is not a time either
+        rescheduled = events.ReplaceEvent.future(
+            pb.ReplaceEventRequest(
+                id=event.id, event=event_input("2033-03-01T11:00", "2033-03-01T12:00")
+            ),
+            metadata=auth(owner),
+            timeout=20,
+        )
+        wait_for_advisory_lock_waiter(holder)
+        assert not rescheduled.done()
+        holder.execute(
+            "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (calendar_lock_key(owner.id),)
+        )
+        assert rescheduled.result().version == 4
+
+
+def wait_for_advisory_lock_waiter(conn: psycopg.Connection, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+            " AND datname = current_database()"
+        ).fetchone()
+        if waiting and waiting[0] > 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("no transaction waited for the calendar lock")
+
+
+def test_a_change_that_moves_the_event_after_all_is_checked_under_the_calendar_lock(
+    events: EventServiceStub,  # noqa: F811
+    make_user,
+    stack: Stack,
+) -> None:
+    """The service guesses from the (cached) event whether a change moves it. Here the
+    stored event moved behind the cache's back, so a PUT of the cached times does move
+    it, onto another event: it must be checked, and refused."""
+    owner = make_user()
+    event = create(events, owner, start="2033-04-01T09:00", end="2033-04-01T10:00")
+    events.GetEvent(pb.GetEventRequest(id=event.id), metadata=auth(owner))  # now cached
+    with psycopg.connect(database_url(stack), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE events.events SET start_time = start_time + interval '1 day',"
+            " end_time = end_time + interval '1 day',"
+            " span = tstzrange(start_time + interval '1 day', end_time + interval '1 day')"
+            " WHERE id = %s",
+            (event.id,),
+        )
+    other = create(events, owner, start="2033-04-01T09:30", end="2033-04-01T10:30")
+    back_to_the_cached_times = pb.ReplaceEventRequest(
+        id=event.id, event=event_input("2033-04-01T09:00", "2033-04-01T10:00")
+    )
+    lock = "SELECT pg_advisory%s(hashtextextended(%%s, 0))"
+    with psycopg.connect(database_url(stack), autocommit=True) as holder:
+        holder.execute(lock % "_lock", (calendar_lock_key(owner.id),))
+        put = events.ReplaceEvent.future(back_to_the_cached_times, metadata=auth(owner), timeout=20)
+        wait_for_advisory_lock_waiter(holder)
+        holder.execute(lock % "_unlock", (calendar_lock_key(owner.id),))
+        error = rpc_error(put.result)
+    assert [c["event_id"] for c in problem_from_rpc_error(error)["conflicts"]] == [other.id]
