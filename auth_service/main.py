@@ -1,7 +1,5 @@
 """Wiring of the auth service: settings, database, Redis, signing key, gRPC server."""
 
-import asyncio
-
 from redis.asyncio import Redis
 
 from auth_service.config import AuthSettings
@@ -9,7 +7,7 @@ from auth_service.keys import SigningKey
 from auth_service.service import AuthService
 from auth_service.servicer import AuthServicer
 from common.db import make_engine, make_sessionmaker
-from common.grpc_server import serve
+from common.grpc_server import run_service, serve
 from common.logging import configure_logging
 from common.tokens import TokenVerifier
 from eventhub.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -46,4 +44,4 @@ async def run(settings: AuthSettings) -> None:
 def main() -> None:
     settings = AuthSettings()
     configure_logging("auth_service", settings.log_level)
-    asyncio.run(run(settings))
+    run_service(run(settings))

@@ -1,13 +1,11 @@
 """Wiring of the event service: settings, database, Redis, outbox relay, gRPC server."""
 
-import asyncio
-
 from redis.asyncio import Redis
 
 from common.db import make_engine
 from common.event_cache import event_cache_prefix, view_prefix
 from common.grpc_client import open_channel, public_key_fetcher
-from common.grpc_server import serve
+from common.grpc_server import run_service, serve
 from common.logging import configure_logging
 from common.notifications import event_stream, event_stream_subjects
 from common.outbox import OutboxRelay
@@ -69,4 +67,4 @@ async def run(settings: EventSettings) -> None:
 def main() -> None:
     settings = EventSettings()
     configure_logging("event_service", settings.log_level)
-    asyncio.run(run(settings))
+    run_service(run(settings))

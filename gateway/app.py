@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from common.heap import freeze_startup_heap
 from gateway.clients import Gateway
 from gateway.config import GatewaySettings
 from gateway.errors import install_error_handlers
@@ -21,6 +22,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway = Gateway.connect(settings)
         app.state.gateway = gateway
+        freeze_startup_heap()
         try:
             yield
         finally:

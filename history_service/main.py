@@ -1,10 +1,8 @@
 """Wiring of the history service: settings, database, clients, consumer, gRPC server."""
 
-import asyncio
-
 from common.db import make_engine, make_sessionmaker
 from common.grpc_client import open_channel, public_key_fetcher
-from common.grpc_server import serve
+from common.grpc_server import run_service, serve
 from common.logging import configure_logging
 from common.tokens import TokenVerifier
 from eventhub.history.v1 import history_pb2, history_pb2_grpc
@@ -60,4 +58,4 @@ async def run(settings: HistorySettings) -> None:
 def main() -> None:
     settings = HistorySettings()
     configure_logging("history_service", settings.log_level)
-    asyncio.run(run(settings))
+    run_service(run(settings))

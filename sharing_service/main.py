@@ -1,11 +1,9 @@
 """Wiring of the sharing service: settings, database, auth and event clients, the audit
 consumer, gRPC server."""
 
-import asyncio
-
 from common.db import make_engine, make_sessionmaker
 from common.grpc_client import open_channel, public_key_fetcher
-from common.grpc_server import serve
+from common.grpc_server import run_service, serve
 from common.logging import configure_logging
 from common.tokens import TokenVerifier
 from eventhub.sharing.v1 import sharing_pb2, sharing_pb2_grpc
@@ -53,4 +51,4 @@ async def run(settings: SharingSettings) -> None:
 def main() -> None:
     settings = SharingSettings()
     configure_logging("sharing_service", settings.log_level)
-    asyncio.run(run(settings))
+    run_service(run(settings))
