@@ -16,6 +16,7 @@ the ceiling, the target and PASS or MISS:
   S4   mixed 80% GET / 15% PATCH / 5% POST, 100 users     >= 0.15 x ceiling
   lag  PATCH answered -> version listed by                p99 <= 100 ms
        GET /api/events/{id}/history, writes paced at half S2's req/s for 20 s
+       (wrk makes most of them; 10/s are made and read back by a Python client)
 
 S1, S2, S3 and S3x run as one heavy user; S3 and S3x run before S2 so that S2's
 creates do not add to the calendar they read. Before each scenario the harness waits
@@ -285,11 +286,15 @@ def check_seed(url: str, seeded: Seeded, sizes: Sizes) -> None:
         raise RuntimeError("the seeded data is not what the scenarios expect")
 
 
-def history_lag(url: str, seeded: Seeded, s2: Figures, options: Options) -> LagResult:
+def history_lag(
+    url: str, seeded: Seeded, s2: Figures, options: Options, workdir: Path
+) -> LagResult:
     rate = max(1.0, s2.requests_per_s / 2)
     print(f"history lag: PATCH at {rate:.1f}/s for {options.lag_seconds:g} s...", flush=True)
     events = seeded.heavy_events[:LAG_EVENTS]
-    return asyncio.run(measure_history_lag(url, seeded.heavy, events, rate, options.lag_seconds))
+    return asyncio.run(
+        measure_history_lag(url, seeded.heavy, events, rate, options.lag_seconds, workdir)
+    )
 
 
 # Reporting
@@ -378,7 +383,7 @@ def bench_against(
         results.append((scenario, drive(url + scenario.path, scenario.script, options, workdir)))
     s2 = next(f for scenario, f in results if scenario.key == "S2")
     wait_for_history(url, seeded)
-    lag = history_lag(url, seeded, s2, options)
+    lag = history_lag(url, seeded, s2, options, workdir)
     report(ceiling, results, lag, options.smoke)
     errors = ceiling.errors + sum(f.errors for _, f in results) + lag.errors
     if errors:

@@ -32,7 +32,7 @@ class CommonSettings(BaseSettings):
     shutdown_grace: float = 10.0
     db_pool_size: int = 10
     # Seconds an event stays in the read cache (Redis); writes replace it at once anyway.
-    event_cache_ttl: int = 60
+    event_cache_ttl: int = 300
 
     # Access-token claims every verifier checks.
     jwt_issuer: str = "eventhub-auth"

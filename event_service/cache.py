@@ -160,14 +160,26 @@ class EventCache:
         except (ValueError, TypeError, KeyError):
             return None
 
-    async def put(
-        self, event_id: uuid.UUID, event: StoredEvent | None, access: AccessList | None = None
-    ) -> None:
-        """Store the event and/or its access list, each unless the cache holds the same
-        or a newer version of it."""
+    async def put_new(self, events: list[StoredEvent], access_version: int) -> None:
+        """Store new events, each with its first access list: its owner's role. (Any
+        newer version stored meanwhile wins, as always; a failure leaves no entry
+        that could be stale.)"""
         if not self._available():
-            self._lost_store(event_id)
             return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    owner_only = AccessList(access_version, {str(event.owner_id): Role.OWNER})
+                    args = self._args(event, owner_only)
+                    await self._store(keys=[self._key(event.id)], args=args, client=pipe)
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            self._failed(error)
+
+    def _args(
+        self, event: StoredEvent | None, access: AccessList | None
+    ) -> list[str | int | bytes]:
+        """The store script's arguments (see `_STORE_IF_NEWER`)."""
         args: list[str | int | bytes] = [
             self._ttl,
             event.version if event else 0,
@@ -176,8 +188,18 @@ class EventCache:
         ]
         for user, role in (access.roles if access else {}).items():
             args += [user, role.value]
+        return args
+
+    async def put(
+        self, event_id: uuid.UUID, event: StoredEvent | None, access: AccessList | None = None
+    ) -> None:
+        """Store the event and/or its access list, each unless the cache holds the same
+        or a newer version of it."""
+        if not self._available():
+            self._lost_store(event_id)
+            return
         try:
-            await self._store(keys=[self._key(event_id)], args=args)
+            await self._store(keys=[self._key(event_id)], args=self._args(event, access))
         except (RedisError, OSError) as error:
             self._failed(error)
             self._lost_store(event_id)

@@ -158,7 +158,7 @@ class EventService:
                 )
         if accepted:
             self._notify()
-            await self._cache.retire_views([owner_id])
+            await self._created([new[index][0] for index in accepted])
         for index, pending in enumerate(group):
             if index in refused:
                 settle(pending, error=refused[index])
@@ -191,9 +191,8 @@ class EventService:
         careful = checked is not None and checked.clash_within
         if not await self._insert(new, checked, careful):
             await self._insert(new, checked, careful=True)
-        # New events are not cached: no reader can hold an older version of them.
         self._notify()
-        await self._cache.retire_views([owner])
+        await self._created([event for event, _ in events])
         return [EventView(event, Role.OWNER) for event, _ in events]
 
     async def _insert(self, new: "_NewEvents", checked: "Checked | None", careful: bool) -> bool:
@@ -374,6 +373,12 @@ class EventService:
         return access_notification(
             self._settings.namespace, event.id, caller.user_id, event.created_at, [grant]
         )
+
+    async def _created(self, events: list[StoredEvent]) -> None:
+        """After commit: cache new events of one owner (a read right after a create is
+        the rule) and retire the owner's listings."""
+        await self._cache.put_new(events, FIRST_ACCESS_VERSION)
+        await self._cache.retire_views([events[0].owner_id])
 
     async def _written(self, event: StoredEvent, holders: list[uuid.UUID]) -> None:
         """After commit: let the outbox relay publish, replace the cached event and

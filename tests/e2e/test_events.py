@@ -6,8 +6,9 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
-from scripts.stack import free_port
+from scripts.stack import Stack, free_port
 from tests.conftest import User
 from tests.e2e.helpers import assert_problem
 
@@ -698,11 +699,12 @@ def test_list_filters(api: httpx.Client, owner: User) -> None:
 
 
 def test_a_cached_read_needs_no_event_service(
-    api: httpx.Client, owner: User, make_user, start_gateway
+    api: httpx.Client, owner: User, make_user, start_gateway, stack: Stack
 ) -> None:
     """The gateway answers a cached event and the caller's role from Redis alone: a
-    gateway whose event service is unreachable still serves it, refuses a stranger as
-    the event service would, and sends an uncached read on (503 here)."""
+    gateway whose event service is unreachable still serves it (a new event is cached
+    by its create), refuses a stranger as the event service would, and sends an
+    uncached read on (503 here)."""
     viewer, stranger = make_user(), make_user()
     event = create(api, owner)
     share(api, owner, event["id"], viewer, "viewer")
@@ -719,8 +721,12 @@ def test_a_cached_read_needs_no_event_service(
     )
     assert again.status_code == 304
     assert_problem(cut_off.get(f"/api/events/{event['id']}", headers=stranger.headers), 404)
-    uncached = create(api, owner, allow_conflicts=True)
-    assert_problem(cut_off.get(f"/api/events/{uncached['id']}", headers=owner.headers), 503)
+    fresh = create(api, owner, allow_conflicts=True)
+    assert cut_off.get(f"/api/events/{fresh['id']}", headers=owner.headers).json() == fresh
+    client = redis.Redis.from_url(stack.env.get("EVENTHUB_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    with client:
+        client.delete(f"{stack.env['EVENTHUB_NAMESPACE']}:events:event:{fresh['id']}")
+    assert_problem(cut_off.get(f"/api/events/{fresh['id']}", headers=owner.headers), 503)
     # A change is seen at once: the event service replaced the entry before answering.
     api.patch(f"/api/events/{event['id']}", headers=owner.headers, json={"title": "Renamed"})
     assert cut_off.get(f"/api/events/{event['id']}", headers=viewer.headers).json()["title"] == (

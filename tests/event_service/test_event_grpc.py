@@ -250,6 +250,27 @@ def test_a_cached_event_is_never_served_without_a_role(
         client.close()
 
 
+def test_a_new_event_is_cached_with_its_owner_at_once_and_a_share_replaces_that(
+    events: EventServiceStub, sharing: SharingServiceStub, make_user, stack: Stack
+) -> None:
+    """A read right after a create is the rule: it is answered from the cache."""
+    owner, viewer = make_user(), make_user()
+    event = create(events, owner)
+    client = redis.Redis.from_url(stack.env.get("EVENTHUB_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    key = f"{stack.env['EVENTHUB_NAMESPACE']}:events:event:{event.id}"
+    try:
+        cached = client.hgetall(key)
+        assert (cached[b"version"], cached[b"access_version"]) == (b"1", b"1")
+        assert cached[f"u:{owner.id}".encode()] == b"owner"
+        assert orjson.loads(cached[b"event"])["title"] == "Review"
+        share(sharing, owner, event.id, viewer, common_pb2.ROLE_VIEWER)
+        cached = client.hgetall(key)
+        assert cached[b"access_version"] == b"2"
+        assert cached[f"u:{viewer.id}".encode()] == b"viewer"
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def isolated_replica(stack: Stack) -> Iterator[EventServiceStub]:
     """An event service replica whose Redis and NATS cannot be reached."""
