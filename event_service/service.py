@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import orjson
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,16 +27,12 @@ from common.errors import (
 )
 from common.notifications import (
     EDITABLE_FIELDS,
-    AccessChange,
     ChangeType,
-    EventChange,
-    event_subject,
 )
 from common.roles import Role
-from common.timeutil import rfc3339, utcnow
+from common.timeutil import utcnow
 from common.tokens import Caller
 from event_service import write_repo
-from event_service.access import access_notification
 from event_service.cache import EventCache
 from event_service.checks import Checked, conflict, existing_by_item
 from event_service.config import EventSettings
@@ -51,7 +46,6 @@ from event_service.domain.events import (
     EventDraft,
     ValidEvent,
     event_uuid,
-    json_value,
     validate,
     validate_all,
 )
@@ -59,11 +53,16 @@ from event_service.domain.recurrence import week_footprint
 from event_service.group_commit import GroupCommit, Pending, settle
 from event_service.models import StoredEvent
 from event_service.models import outbox as outbox_table
+from event_service.notices import (
+    FIRST_ACCESS_VERSION,
+    Changes,
+    change_messages,
+    changes_between,
+    creation_messages,
+)
 from event_service.reads import EventReader, EventView
 
 ROLE_TOO_LOW = "your role on this event does not allow this"
-# A new event's access list: its owner's grant, change 1.
-FIRST_ACCESS_VERSION = 1
 MAX_BATCH = 500
 MAX_GROUP = 64  # creates of one calendar in one transaction
 
@@ -149,10 +148,9 @@ class EventService:
             if accepted:
                 caller = group[0].item.caller
                 events = [new[index] for index in accepted]
-                messages = self._messages(
-                    [(event, "created", _created_changes(event)) for event, _ in events], caller
+                messages = creation_messages(
+                    self._settings.namespace, [event for event, _ in events], caller
                 )
-                messages += [self._first_owner_notice(event, caller) for event, _ in events]
                 await write_repo.insert_events(
                     conn, caller.username, events, FIRST_ACCESS_VERSION, messages, []
                 )
@@ -180,9 +178,9 @@ class EventService:
             (_new_event(owner, item.draft, now + timedelta(microseconds=index)), _placement(item))
             for index, item in enumerate(valid)
         ]
-        created = [(event, "created", _created_changes(event)) for event, _ in events]
-        messages = self._messages(created, caller)
-        messages += [self._first_owner_notice(event, caller) for event, _ in events]
+        messages = creation_messages(
+            self._settings.namespace, [event for event, _ in events], caller
+        )
         new = _NewEvents(owner, caller.username, events, messages)
         placements = [placement for _, placement in events]
         checked = None if allow_conflicts else Checked(valid, placements, batch=True)
@@ -312,7 +310,7 @@ class EventService:
                 raise PermissionDenied(ROLE_TOO_LOW)
             valid = validate(change.new_content(current))
             _check_version(current, expected_version)
-            changes = _changes(current.draft(), valid.draft)
+            changes = changes_between(current.draft(), valid.draft)
             if not changes and change_type == "updated":
                 return EventView(current, role)
             placement = _placement(valid)
@@ -338,40 +336,12 @@ class EventService:
     async def _record(
         self,
         conn: psycopg.AsyncConnection,
-        changes: list[tuple[StoredEvent, ChangeType, dict[str, dict[str, Any]]]],
+        changes: list[tuple[StoredEvent, ChangeType, Changes]],
         caller: Caller,
     ) -> None:
         """Queue change notifications in the transaction of the changes."""
-        await outbox.enqueue_many(conn, outbox_table, self._messages(changes, caller))
-
-    def _messages(
-        self,
-        changes: list[tuple[StoredEvent, ChangeType, dict[str, dict[str, Any]]]],
-        caller: Caller,
-    ) -> list[outbox.Message]:
-        """The notifications of committed changes, one per (event, version)."""
-        messages = []
-        for event, change_type, fields in changes:
-            change = EventChange(
-                event_id=str(event.id),
-                version=event.version,
-                change_type=change_type,
-                actor_id=caller.user_id,
-                occurred_at=rfc3339(event.updated_at),
-                snapshot=event.snapshot(),
-                changes=fields,
-            )
-            subject = event_subject(self._settings.namespace, str(event.id))
-            messages.append(
-                (subject, f"{event.id}:{event.version}", orjson.dumps(change.model_dump()))
-            )
-        return messages
-
-    def _first_owner_notice(self, event: StoredEvent, caller: Caller) -> outbox.Message:
-        """A new event's access list: its owner's grant, change 1."""
-        grant = AccessChange(user_id=caller.user_id, role=Role.OWNER, sequence=FIRST_ACCESS_VERSION)
-        return access_notification(
-            self._settings.namespace, event.id, caller.user_id, event.created_at, [grant]
+        await outbox.enqueue_many(
+            conn, outbox_table, change_messages(self._settings.namespace, changes, caller)
         )
 
     async def _created(self, events: list[StoredEvent]) -> None:
@@ -421,20 +391,6 @@ class _NewEvents:
     username: str
     events: list[tuple[StoredEvent, write_repo.Placement]]
     messages: list[outbox.Message]
-
-
-def _changes(old: EventDraft, new: EventDraft) -> dict[str, dict[str, Any]]:
-    return {
-        name: {"old": json_value(getattr(old, name)), "new": json_value(getattr(new, name))}
-        for name in EDITABLE_FIELDS
-        if getattr(old, name) != getattr(new, name)
-    }
-
-
-def _created_changes(event: StoredEvent) -> dict[str, dict[str, Any]]:
-    return {
-        name: {"old": None, "new": json_value(getattr(event, name))} for name in EDITABLE_FIELDS
-    }
 
 
 def _check_version(current: StoredEvent, expected_version: int | None) -> None:

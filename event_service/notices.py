@@ -1,0 +1,75 @@
+"""The notifications a write queues in its outbox: one per (event, version) for the
+history, and one per access-list change for the audit trail."""
+
+from typing import Any
+
+import orjson
+
+from common import outbox
+from common.notifications import (
+    EDITABLE_FIELDS,
+    AccessChange,
+    ChangeType,
+    EventChange,
+    event_subject,
+)
+from common.roles import Role
+from common.timeutil import rfc3339
+from common.tokens import Caller
+from event_service.access import access_notification
+from event_service.domain.events import EventDraft, json_value
+from event_service.models import StoredEvent
+
+# A new event's access list: its owner's grant, change 1.
+FIRST_ACCESS_VERSION = 1
+
+Changes = dict[str, dict[str, Any]]  # {field: {"old", "new"}}
+
+
+def changes_between(old: EventDraft, new: EventDraft) -> Changes:
+    return {
+        name: {"old": json_value(getattr(old, name)), "new": json_value(getattr(new, name))}
+        for name in EDITABLE_FIELDS
+        if getattr(old, name) != getattr(new, name)
+    }
+
+
+def created_changes(event: StoredEvent) -> Changes:
+    return {
+        name: {"old": None, "new": json_value(getattr(event, name))} for name in EDITABLE_FIELDS
+    }
+
+
+def change_messages(
+    namespace: str,
+    changes: list[tuple[StoredEvent, ChangeType, Changes]],
+    caller: Caller,
+) -> list[outbox.Message]:
+    """The notifications of committed changes, one per (event, version)."""
+    messages = []
+    for event, change_type, fields in changes:
+        change = EventChange(
+            event_id=str(event.id),
+            version=event.version,
+            change_type=change_type,
+            actor_id=caller.user_id,
+            occurred_at=rfc3339(event.updated_at),
+            snapshot=event.snapshot(),
+            changes=fields,
+        )
+        subject = event_subject(namespace, str(event.id))
+        messages.append((subject, f"{event.id}:{event.version}", orjson.dumps(change.model_dump())))
+    return messages
+
+
+def creation_messages(
+    namespace: str, events: list[StoredEvent], caller: Caller
+) -> list[outbox.Message]:
+    """New events' notifications: each one's version 1, then each one's access
+    list (its owner's grant, change 1)."""
+    created = [(event, "created", created_changes(event)) for event in events]
+    grant = AccessChange(user_id=caller.user_id, role=Role.OWNER, sequence=FIRST_ACCESS_VERSION)
+    return change_messages(namespace, created, caller) + [
+        access_notification(namespace, event.id, caller.user_id, event.created_at, [grant])
+        for event in events
+    ]
