@@ -224,7 +224,9 @@ def scenarios(seeded: Seeded, options: Options) -> list[Scenario]:
 # Measuring
 
 
-def measure_ceiling(options: Options, workdir: Path) -> Figures:
+def measure_ceiling(options: Options, workdir: Path) -> tuple[Figures, Figures]:
+    """The ceiling (`/ping`) and the floor of a cached read (`/floor`), see
+    `bench/ceiling_app.py`."""
     port = free_port()
     server = subprocess.Popen(
         [
@@ -234,9 +236,12 @@ def measure_ceiling(options: Options, workdir: Path) -> Figures:
         ],
         cwd=REPO,
     )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/ping"), 30, "the ceiling app")
-        return drive(f"http://127.0.0.1:{port}/ping", 'wrk.method = "GET"\n', options, workdir)
+        wait_until(lambda: _answers(f"{base}/ping"), 30, "the ceiling app")
+        ceiling = drive(f"{base}/ping", 'wrk.method = "GET"\n', options, workdir)
+        floor = drive(f"{base}/floor", get_script("a-token"), options, workdir)
+        return ceiling, floor
     finally:
         server.terminate()
         server.wait(30)
@@ -325,12 +330,19 @@ def lag_passed(lag: LagResult) -> bool:
 
 
 def report(
-    ceiling: Figures, results: list[tuple[Scenario, Figures]], lag: LagResult, smoke: bool
+    references: tuple[Figures, Figures],
+    results: list[tuple[Scenario, Figures]],
+    lag: LagResult,
+    smoke: bool,
 ) -> None:
+    ceiling, floor = references
     print(f"\n{HEADER}")
     f = ceiling
     print(row("ceiling: bare FastAPI GET /ping", f.requests_per_s, f.p50_ms, f.p99_ms,
               f.errors, "1.000"))  # fmt: skip
+    f = floor
+    print(row("floor of S1: rate limit + HMGET, no more", f.requests_per_s, f.p50_ms, f.p99_ms,
+              f.errors, f"{f.requests_per_s / ceiling.requests_per_s:.3f}"))  # fmt: skip
     for scenario, f in results:
         ratio = f"{f.requests_per_s / ceiling.requests_per_s:.3f}"
         figures = row(scenario.name, f.requests_per_s, f.p50_ms, f.p99_ms, f.errors, ratio)
@@ -375,7 +387,7 @@ def bench_against(
           f"{options.sizes.shared} events shared with them).")  # fmt: skip
     check_seed(url, seeded, options.sizes)
     print(f"load average after seeding: {load_average()}", flush=True)
-    ceiling = measure_ceiling(options, workdir)
+    ceiling, floor = measure_ceiling(options, workdir)
     results = []
     for scenario in scenarios(seeded, options):
         wait_for_history(url, seeded)
@@ -384,8 +396,8 @@ def bench_against(
     s2 = next(f for scenario, f in results if scenario.key == "S2")
     wait_for_history(url, seeded)
     lag = history_lag(url, seeded, s2, options, workdir)
-    report(ceiling, results, lag, options.smoke)
-    errors = ceiling.errors + sum(f.errors for _, f in results) + lag.errors
+    report((ceiling, floor), results, lag, options.smoke)
+    errors = ceiling.errors + floor.errors + sum(f.errors for _, f in results) + lag.errors
     if errors:
         print(f"\nFAILED: {errors} requests failed", file=sys.stderr)
     return 1 if errors else 0
