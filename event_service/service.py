@@ -155,7 +155,6 @@ class EventService:
                     conn, caller.username, events, FIRST_ACCESS_VERSION, messages, []
                 )
         if accepted:
-            self._notify()
             await self._created([new[index][0] for index in accepted])
         for index, pending in enumerate(group):
             if index in refused:
@@ -189,7 +188,6 @@ class EventService:
         careful = checked is not None and checked.clash_within
         if not await self._insert(new, checked, careful):
             await self._insert(new, checked, careful=True)
-        self._notify()
         await self._created([event for event, _ in events])
         return [EventView(event, Role.OWNER) for event, _ in events]
 
@@ -345,8 +343,9 @@ class EventService:
         )
 
     async def _created(self, events: list[StoredEvent]) -> None:
-        """After commit: cache new events of one owner (a read right after a create is
-        the rule) and retire the owner's listings."""
+        """After commit: let the outbox relay publish, cache new events of one owner (a
+        read right after a create is the rule) and retire the owner's listings."""
+        self._notify()
         await self._cache.put_new(events, FIRST_ACCESS_VERSION)
         await self._cache.retire_views([events[0].owner_id])
 
