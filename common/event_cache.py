@@ -17,6 +17,7 @@ never read again and expire.
 """
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -36,18 +37,27 @@ class CachedEntry:
     role: Role | None
 
 
-async def read_entry(redis: Redis, key: str, user_id: str) -> CachedEntry | None:
-    """The cached event and the user's role, or None unless both the event and its
-    access list are cached. Redis errors propagate: each reader has its own policy."""
-    payload, access_version, role = await redis.hmget(
-        key, ("event", "access_version", f"u:{user_id}")
-    )
+def entry_fields(user_id: str) -> tuple[str, str, str]:
+    """The hash fields that answer an event and one user's role on it."""
+    return ("event", "access_version", f"u:{user_id}")
+
+
+def parse_entry(values: Sequence[bytes | None]) -> CachedEntry | None:
+    """The entry from the values of `entry_fields`, or None unless both the event and
+    its access list are cached."""
+    payload, access_version, role = values
     if payload is None or access_version is None:
         return None
     try:
         return CachedEntry(payload, Role(role.decode()) if role else None)
     except ValueError:
         return None
+
+
+async def read_entry(redis: Redis, key: str, user_id: str) -> CachedEntry | None:
+    """The cached event and the user's role (see `parse_entry`). Redis errors
+    propagate: each reader has its own policy."""
+    return parse_entry(await redis.hmget(key, entry_fields(user_id)))
 
 
 def view_prefix(namespace: str) -> str:

@@ -1,5 +1,6 @@
 """Cached event reads and listings answered at the gateway: one Redis read instead
-of a gRPC hop.
+of a gRPC hop (for a read by id, the same round trip as the caller's admission,
+`gateway.deps`).
 
 The event service owns the cache (`common.event_cache`) and replaces an entry with
 every newer version of the event or its access list before it acknowledges the
@@ -30,8 +31,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.errors import NotFound
-from common.event_cache import CachedPage, PageCache, event_cache_prefix, read_entry
+from common.event_cache import (
+    CachedPage,
+    PageCache,
+    entry_fields,
+    event_cache_prefix,
+    parse_entry,
+)
 from common.tokens import Caller
+from gateway.ratelimit import HashRead
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +84,22 @@ class CachedEvents:
         except (RedisError, OSError) as error:
             self._unreadable(error)
 
-    async def event(self, event_id: str, caller: Caller) -> dict[str, Any] | None:
-        """The event's response fields with the caller's role, NotFound if the cache
-        says the caller may not see it, or None if the cache cannot answer."""
+    def entry_read(self, event_id: str, caller: Caller) -> HashRead | None:
+        """The Redis read that answers the event and the caller's role, or None if the
+        cache cannot answer (distrusted, or not an event id)."""
         if not self._trusted():
             return None
         try:
             key = f"{self._prefix}:{uuid.UUID(event_id)}"
         except ValueError:
             return None
-        try:
-            entry = await read_entry(self._redis, key, caller.user_id)
-        except (RedisError, OSError) as error:
-            self._unreadable(error)
-            return None
+        return HashRead(key, entry_fields(caller.user_id))
+
+    def event(self, values: list[bytes | None]) -> dict[str, Any] | None:
+        """The event's response fields with the caller's role from the values of
+        `entry_read`, NotFound if the cache says the caller may not see it, or None
+        if the cache cannot answer."""
+        entry = parse_entry(values)
         if entry is None:
             return None
         try:

@@ -4,7 +4,8 @@ All are `async def`: FastAPI runs a plain `def` dependency in a thread pool, whi
 costs more than anything these do.
 """
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -16,10 +17,7 @@ from common.tokens import Caller
 from gateway.clients import Gateway
 from gateway.errors import HTTPProblem
 from gateway.middleware import add_response_headers
-from gateway.ratelimit import Decision, Limit, client_ip
-
-# Declares the OAuth2 password flow in OpenAPI, so Swagger's "Authorize" logs in.
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/login", auto_error=False)
+from gateway.ratelimit import Decision, HashRead, Limit, client_ip
 
 
 async def get_gateway(request: Request) -> Gateway:
@@ -51,35 +49,75 @@ async def refresh_rate_limit(request: Request, gateway: Services) -> None:
     await _limit_per_ip(request, gateway, gateway.refresh_limit, "refresh")
 
 
-async def current_user(
-    request: Request, gateway: Services, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> Caller:
+class CallerScheme(OAuth2PasswordBearer):
     """The verified, unrevoked caller; their requests count against their rate budget.
 
+    An OAuth2 bearer scheme, so that OpenAPI declares it (Swagger's "Authorize" logs
+    in), that is itself the dependency: one dependency to solve per request, not three.
     The deny-list and the budget are one Redis round trip. The deny-list fails
     closed: if Redis cannot say whether a token was revoked, the request gets 503
     rather than risk accepting a logged-out token.
     """
-    if token is None:
-        raise Unauthenticated("missing or malformed Authorization: Bearer header")
-    caller = await gateway.verifier.verify(token)
-    try:
-        decision = await gateway.limiter.hit_unless_revoked(
-            gateway.settings.redis_key("denylist", caller.jti),
-            gateway.user_limit,
-            "user",
-            caller.user_id,
+
+    def __init__(self) -> None:
+        super().__init__(
+            tokenUrl="/api/auth/login", scheme_name="OAuth2PasswordBearer", auto_error=False
         )
-    except RedisError:
-        gateway.cached_events.redis_failed()
-        raise HTTPProblem(
-            503, "token revocation list unavailable", headers={"Retry-After": "1"}
-        ) from None
-    if decision is None:
-        raise Unauthenticated("access token revoked")
-    caller_var.set(caller)
-    apply_decision(request, decision)
-    return caller
+
+    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+        gateway, caller = await self._verify(request)
+        await self._admit(request, gateway, caller)
+        return caller
+
+    async def _verify(self, request: Request) -> tuple[Gateway, Caller]:
+        token = await super().__call__(request)
+        if token is None:
+            raise Unauthenticated("missing or malformed Authorization: Bearer header")
+        gateway: Gateway = request.app.state.gateway
+        return gateway, await gateway.verifier.verify(token)
+
+    async def _admit(
+        self, request: Request, gateway: Gateway, caller: Caller, read: HashRead | None = None
+    ) -> list[bytes | None] | None:
+        """Deny-list and rate budget, plus `read` in the same round trip (its values)."""
+        try:
+            admission = await gateway.limiter.hit_unless_revoked_reading(
+                gateway.settings.redis_key("denylist", caller.jti),
+                gateway.user_limit,
+                "user",
+                caller.user_id,
+                read=read,
+            )
+        except RedisError:
+            gateway.cached_events.redis_failed()
+            raise HTTPProblem(
+                503, "token revocation list unavailable", headers={"Retry-After": "1"}
+            ) from None
+        if admission.decision is None:
+            raise Unauthenticated("access token revoked")
+        caller_var.set(caller)
+        apply_decision(request, admission.decision)
+        return admission.values
 
 
-CurrentUser = Annotated[Caller, Depends(current_user)]
+@dataclass(frozen=True, slots=True)
+class CallerAndEvent:
+    caller: Caller
+    # The path's event as response fields with the caller's role, if cached.
+    cached: dict[str, Any] | None
+
+
+class CallerReadingEvent(CallerScheme):
+    """`CallerScheme` for reads of the path's `event_id`: the cached event and the
+    caller's role come back in the admission's round trip, so that a cached read by
+    id costs one Redis call in all."""
+
+    async def __call__(self, request: Request) -> CallerAndEvent:  # type: ignore[override]
+        gateway, caller = await self._verify(request)
+        read = gateway.cached_events.entry_read(request.path_params["event_id"], caller)
+        values = await self._admit(request, gateway, caller, read)
+        return CallerAndEvent(caller, gateway.cached_events.event(values) if values else None)
+
+
+CurrentUser = Annotated[Caller, Depends(CallerScheme())]
+CurrentUserAndEvent = Annotated[CallerAndEvent, Depends(CallerReadingEvent())]

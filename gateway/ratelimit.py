@@ -9,9 +9,10 @@ interval (`period / amount`). That is O(1) in time and memory per budget, and a
 single Lua script both reads and moves the TAT, so each check is one round trip.
 
 The script also runs the token deny-list check for authenticated requests (one
-round trip for both), and reads the clock with Redis `TIME`, so gateway
-replicas with skewed clocks still agree. (Its two keys need one Redis, not a
-Redis Cluster, where they could live in different slots.)
+round trip for both; a cached read by id adds its cache read to the same trip), and
+reads the clock with Redis `TIME`, so gateway replicas with skewed clocks still agree.
+(Its keys need one Redis, not a Redis Cluster, where they could live in different
+slots.)
 
 If Redis cannot be reached, limits fail open onto the same algorithm in process
 memory (per replica), so an outage of the store neither stops traffic nor removes
@@ -24,7 +25,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -101,6 +102,20 @@ class Decision:
         return headers
 
 
+@dataclass(frozen=True, slots=True)
+class HashRead:
+    key: str
+    fields: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    # None: the token is revoked.
+    decision: Decision | None
+    # The values of `HashRead.fields` if one was asked for and the request allowed.
+    values: list[bytes | None] | None
+
+
 def gcra(tat: int | None, now: int, limit: Limit) -> tuple[Decision, int | None]:
     """One request at `now` against a budget whose TAT is `tat` (µs; None if unused).
 
@@ -118,9 +133,10 @@ def gcra(tat: int | None, now: int, limit: Limit) -> tuple[Decision, int | None]
 
 
 # KEYS[1]: the budget's TAT; KEYS[2] (optional): a deny-list key that, if present,
-# refuses the request without using the budget. ARGV: emission interval µs, amount.
-# Returns {status, remaining, µs until a request is freed}; status 1 allowed,
-# 0 refused, -1 revoked.
+# refuses the request without using the budget; KEYS[3] (optional): a hash to read
+# fields ARGV[3..] of when the request is allowed. ARGV: emission interval µs, amount.
+# Returns {status, remaining, µs until a request is freed[, the fields' values]};
+# status 1 allowed, 0 refused, -1 revoked.
 _SCRIPT = """
 if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
   return {-1, 0, 0}
@@ -138,7 +154,11 @@ if free < 0 then
 end
 redis.call('SET', KEYS[1], string.format('%d', new_tat),
            'PX', math.ceil((new_tat - now) / 1000))
-return {1, math.floor(free / interval), interval - free % interval}
+local allowed = {1, math.floor(free / interval), interval - free % interval}
+if KEYS[3] then
+  allowed[4] = redis.call('HMGET', KEYS[3], unpack(ARGV, 3))
+end
+return allowed
 """
 _REVOKED = -1
 
@@ -200,12 +220,22 @@ class RateLimiter:
 
         A RedisError propagates: the deny-list fails closed, so there is no fallback.
         """
-        status, remaining, reset_us = await self._script(
-            keys=(self.key(limit, *key), denylist_key), args=(limit.interval_us, limit.amount)
-        )
+        return (await self.hit_unless_revoked_reading(denylist_key, limit, *key)).decision
+
+    async def hit_unless_revoked_reading(
+        self, denylist_key: str, limit: Limit, *key: str, read: HashRead | None = None
+    ) -> Admission:
+        """`hit_unless_revoked` that also reads `read`'s hash fields if the request is
+        allowed, in the same round trip (a cached read needs no second one)."""
+        keys, args = [self.key(limit, *key), denylist_key], [limit.interval_us, limit.amount]
+        if read is not None:
+            keys.append(read.key)
+            args.extend(read.fields)
+        status, remaining, reset_us, *values = await self._script(keys=keys, args=args)
         if status == _REVOKED:
-            return None
-        return Decision(status == 1, limit.amount, remaining, reset_us / MICROS)
+            return Admission(None, None)
+        decision = Decision(status == 1, limit.amount, remaining, reset_us / MICROS)
+        return Admission(decision, values[0] if values else None)
 
 
 def parse_networks(entries: list[str]) -> list[IPNetwork]:

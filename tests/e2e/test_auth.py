@@ -11,6 +11,11 @@ from tests.conftest import User
 from tests.e2e.helpers import assert_problem
 
 PASSWORD = "correct horse battery"
+EVENT = {
+    "title": "before logout",
+    "start_time": "2031-01-01T10:00:00Z",
+    "end_time": "2031-01-01T11:00:00Z",
+}
 
 
 def new_username() -> str:
@@ -168,8 +173,13 @@ def test_logout_without_refresh_token_revokes_only_the_access_token(
     api: httpx.Client, make_user
 ) -> None:
     user: User = make_user()
+    created = api.post("/api/events", headers=user.headers, json=EVENT)
+    assert created.status_code == 201
     assert api.post("/api/auth/logout", headers=user.headers).status_code == 204
     assert_problem(api.get("/api/auth/me", headers=user.headers), 401)
+    # A cached read by id is refused as well, though its event is in the cache.
+    refused = api.get(f"/api/events/{created.json()['id']}", headers=user.headers)
+    assert_problem(refused, 401)
     assert (
         api.post("/api/auth/refresh", json={"refresh_token": user.refresh_token}).status_code == 200
     )

@@ -11,6 +11,11 @@ from tests.e2e.helpers import assert_problem
 
 LOGIN_LIMIT = 6
 USER_LIMIT = 8
+EVENT = {
+    "title": "budget",
+    "start_time": "2031-01-01T10:00:00Z",
+    "end_time": "2031-01-01T11:00:00Z",
+}
 
 
 @pytest.fixture
@@ -67,6 +72,24 @@ def test_user_budget_is_shared_by_two_gateways(limited_pair, make_user) -> None:
     assert 1 <= int(refused.headers["Retry-After"]) <= math.ceil(60 / USER_LIMIT)
     # Another user's budget is untouched.
     assert first.get("/api/auth/me", headers=other.headers).status_code == 200
+
+
+def test_cached_reads_by_id_count_against_the_budget(limited_pair, make_user) -> None:
+    """A read by id takes its cache read in the admission's Redis round trip: it is
+    counted, and refused without its event once the budget is used."""
+    user: User = make_user()
+    first, second = limited_pair
+    created = first.post("/api/events", headers=user.headers, json=EVENT)
+    assert created.status_code == 201
+    path = f"/api/events/{created.json()['id']}"
+    remaining = [
+        int(second.get(path, headers=user.headers).headers["RateLimit-Remaining"])
+        for _ in range(USER_LIMIT - 1)
+    ]
+    assert remaining == list(range(USER_LIMIT - 2, -1, -1))
+    refused = first.get(path, headers=user.headers)
+    assert_problem(refused, 429)
+    assert "owner_id" not in refused.json()
 
 
 def test_redis_down_fails_open_for_limits_and_closed_for_tokens(start_gateway, make_user) -> None:

@@ -14,7 +14,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from gateway.ratelimit import Decision, Limit, LocalLimiter, RateLimiter, parse_limit
+from gateway.ratelimit import (
+    Admission,
+    Decision,
+    HashRead,
+    Limit,
+    LocalLimiter,
+    RateLimiter,
+    parse_limit,
+)
 from scripts.stack import free_port
 
 REDIS_URL = os.environ.get("EVENTHUB_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -206,6 +214,29 @@ def test_a_denied_token_is_refused_without_using_the_budget(on_redis: RedisLimit
     assert on_redis.run(limiter.hit_unless_revoked(denied, MINUTE, "user", "u")) is None
     decision = on_redis.run(limiter.hit_unless_revoked(f"{denied}-other", MINUTE, "user", "u"))
     assert decision is not None and decision.allowed and decision.remaining == 4
+
+
+def test_an_admission_reads_a_hash_only_when_the_request_is_allowed(
+    on_redis: RedisLimiter,
+) -> None:
+    limiter, denied = on_redis.limiter, f"{on_redis.prefix}:denylist:jti"
+    cached = f"{on_redis.prefix}:cached"
+    on_redis.run(on_redis.redis.hset(cached, mapping={"a": b"1", "b": b"2"}))
+    read = HashRead(cached, ("a", "missing", "b"))
+
+    def admit(denylist_key: str, limit: Limit) -> Admission:
+        return on_redis.run(
+            limiter.hit_unless_revoked_reading(denylist_key, limit, "user", "r", read=read)
+        )
+
+    allowed = admit(f"{denied}-other", Limit(1, 60))
+    assert allowed.decision is not None and allowed.decision.allowed
+    assert allowed.values == [b"1", None, b"2"]
+    refused = admit(f"{denied}-other", Limit(1, 60))
+    assert refused.decision is not None and not refused.decision.allowed
+    assert refused.values is None
+    on_redis.run(on_redis.redis.set(denied, b"1"))
+    assert admit(denied, MINUTE) == Admission(None, None)
 
 
 def test_without_redis_limits_fail_open_onto_memory_and_the_deny_list_fails_closed() -> None:
