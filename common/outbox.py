@@ -16,6 +16,7 @@ import nats.errors
 import orjson
 import psycopg
 from nats.aio.client import Client
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -29,7 +30,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.db import pipelined_transaction
 from common.nats_client import connect, ensure_stream
@@ -94,7 +95,7 @@ class OutboxRelay:
     def __init__(
         self,
         table: Table,
-        engine: AsyncEngine,
+        writes: AsyncConnectionPool,
         nats_url: str,
         stream: str,
         subjects: list[str],
@@ -112,7 +113,7 @@ class OutboxRelay:
         self._purge = (
             f"DELETE FROM {name} WHERE sent_at < statement_timestamp() - make_interval(secs => %s)"
         )
-        self._engine = engine
+        self._writes = writes
         self._nats_url = nats_url
         self._stream = stream
         self._subjects = subjects
@@ -163,7 +164,7 @@ class OutboxRelay:
         together with the mark: two round trips to PostgreSQL in all."""
         assert self._client is not None
         js = self._client.jetstream()
-        async with pipelined_transaction(self._engine) as conn:
+        async with pipelined_transaction(self._writes) as conn:
             cursor = await conn.execute(self._select_unsent, (self._batch_size,))
             rows = await cursor.fetchall()
             if rows:
@@ -177,7 +178,7 @@ class OutboxRelay:
         return len(rows)
 
     async def _purge_sent(self) -> None:
-        async with pipelined_transaction(self._engine) as conn:
+        async with pipelined_transaction(self._writes) as conn:
             await conn.execute(self._purge, (self._keep_sent_for,))
 
     def start(self) -> None:

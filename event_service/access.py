@@ -128,8 +128,9 @@ class AccessService:
         assert changed is not None
         self._notify()
         cached = AccessList(version, {str(user): role for user, role in roles.items()})
-        await self._cache.put(parsed, None, cached)
-        await self._cache.retire_views({e.user_id for e in current.entries} | roles.keys())
+        await self._cache.put(
+            parsed, None, cached, retiring={e.user_id for e in current.entries} | roles.keys()
+        )
         return changed
 
 

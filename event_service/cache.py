@@ -29,9 +29,10 @@ from event_service.repo import AccessList
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] entry; ARGV: ttl, event version (0: no event), event payload, access version
-# (0: no access list), then user id, role pairs. Each part is stored unless a newer or
-# equal version of it is already there.
+# KEYS[1] entry, KEYS[2..] view keys to delete (listings the write changed); ARGV: ttl,
+# event version (0: no event), event payload, access version (0: no access list), then
+# user id, role pairs. Each part is stored unless a newer or equal version of it is
+# already there.
 _STORE_IF_NEWER = """
 local stored = false
 local version = tonumber(ARGV[2])
@@ -55,6 +56,7 @@ if access_version > 0 then
   end
 end
 if stored then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if #KEYS > 1 then redis.call('DEL', unpack(KEYS, 2)) end
 return stored and 1 or 0
 """
 
@@ -109,21 +111,16 @@ class EventCache:
         finally:
             self._dropping.pop(event_id, None)
 
-    async def retire_views(self, user_ids: Iterable[uuid.UUID | str]) -> None:
-        """After a commit: the listings of these users changed. Their cached pages
-        are never read again (a new view token is drawn on the next listing)."""
-        keys = {f"{self._view_prefix}:{user}" for user in user_ids}
-        if not keys:
-            return
-        try:
-            if not self._available():
-                raise RedisError("the cache is bypassed after a failure")
-            await self._redis.delete(*keys)
-        except (RedisError, OSError) as error:
-            self._failed(error)
-            self._stale_views |= keys
-            if self._retiring is None:
-                self._retiring = asyncio.create_task(self._retire_stale_views())
+    def _view_keys(self, user_ids: Iterable[uuid.UUID | str]) -> set[str]:
+        """The view keys to delete after a commit that changed these users' listings:
+        their cached pages are never read again (a new view token is drawn on the
+        next listing)."""
+        return {f"{self._view_prefix}:{user}" for user in user_ids}
+
+    def _retire_later(self, keys: set[str]) -> None:
+        self._stale_views |= keys
+        if keys and self._retiring is None:
+            self._retiring = asyncio.create_task(self._retire_stale_views())
 
     async def _retire_stale_views(self) -> None:
         """Until Redis answers: a stale view would serve old pages for as long as
@@ -160,21 +157,27 @@ class EventCache:
         except (ValueError, TypeError, KeyError):
             return None
 
-    async def put_new(self, events: list[StoredEvent], access_version: int) -> None:
-        """Store new events, each with its first access list: its owner's role. (Any
+    async def put_new(
+        self, events: list[StoredEvent], access_version: int, retiring: Iterable[uuid.UUID]
+    ) -> None:
+        """Store new events, each with its first access list: its owner's role, and
+        retire the listings of `retiring` (`_view_keys`), in one round trip. (Any
         newer version stored meanwhile wins, as always; a failure leaves no entry
         that could be stale.)"""
+        views = self._view_keys(retiring)
         if not self._available():
+            self._retire_later(views)
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for event in events:
+                for index, event in enumerate(events):
                     owner_only = AccessList(access_version, {str(event.owner_id): Role.OWNER})
-                    args = self._args(event, owner_only)
-                    await self._store(keys=[self._key(event.id)], args=args, client=pipe)
+                    keys = [self._key(event.id), *(views if index == 0 else ())]
+                    await self._store(keys=keys, args=self._args(event, owner_only), client=pipe)
                 await pipe.execute()
         except (RedisError, OSError) as error:
             self._failed(error)
+            self._retire_later(views)
 
     def _args(
         self, event: StoredEvent | None, access: AccessList | None
@@ -191,18 +194,26 @@ class EventCache:
         return args
 
     async def put(
-        self, event_id: uuid.UUID, event: StoredEvent | None, access: AccessList | None = None
+        self,
+        event_id: uuid.UUID,
+        event: StoredEvent | None,
+        access: AccessList | None = None,
+        retiring: Iterable[uuid.UUID | str] = (),
     ) -> None:
         """Store the event and/or its access list, each unless the cache holds the same
-        or a newer version of it."""
+        or a newer version of it, and retire the listings of `retiring`
+        (`_view_keys`), in one round trip."""
+        views = self._view_keys(retiring)
         if not self._available():
             self._lost_store(event_id)
+            self._retire_later(views)
             return
         try:
-            await self._store(keys=[self._key(event_id)], args=self._args(event, access))
+            await self._store(keys=[self._key(event_id), *views], args=self._args(event, access))
         except (RedisError, OSError) as error:
             self._failed(error)
             self._lost_store(event_id)
+            self._retire_later(views)
         else:
             if event is not None and access is not None:  # the whole entry is current again
                 self._unsynced.discard(event_id)

@@ -2,7 +2,7 @@
 
 from redis.asyncio import Redis
 
-from common.db import make_engine
+from common.db import make_engine, make_write_pool
 from common.event_cache import event_cache_prefix, view_prefix
 from common.grpc_client import open_channel, public_key_fetcher
 from common.grpc_server import run_service, serve
@@ -22,6 +22,8 @@ from eventhub.events.v1 import events_pb2, events_pb2_grpc
 
 async def run(settings: EventSettings) -> None:
     engine = make_engine(settings.database_url, settings.db_pool_size)
+    writes = make_write_pool(settings.database_url, settings.db_pool_size)
+    await writes.open()
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     auth_channel = open_channel(settings.auth_addr, settings.grpc_deadline)
     verifier = TokenVerifier(
@@ -29,7 +31,7 @@ async def run(settings: EventSettings) -> None:
     )
     relay = OutboxRelay(
         outbox,
-        engine,
+        writes,
         settings.nats_url,
         event_stream(settings.namespace),
         event_stream_subjects(settings.namespace),
@@ -42,7 +44,7 @@ async def run(settings: EventSettings) -> None:
         settings.event_cache_retry_after,
     )
     reader = EventReader(engine, cache)
-    service = EventService(settings, engine, reader, cache, relay.wake)
+    service = EventService(settings, writes, reader, cache, relay.wake)
     access = AccessService(settings.namespace, engine, cache, relay.wake)
     relay.start()
 
@@ -50,6 +52,7 @@ async def run(settings: EventSettings) -> None:
         await relay.close()
         await auth_channel.close()
         await redis.aclose()
+        await writes.close()
         await engine.dispose()
 
     await serve(

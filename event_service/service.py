@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy.ext.asyncio import AsyncEngine
+from psycopg_pool import AsyncConnectionPool
 
 from common import outbox
 from common.db import pipelined_transaction
@@ -90,13 +90,13 @@ class EventService:
     def __init__(
         self,
         settings: EventSettings,
-        engine: AsyncEngine,
+        writes: AsyncConnectionPool,
         reader: EventReader,
         cache: EventCache,
         notify: Callable[[], None],
     ) -> None:
         self._settings = settings
-        self._engine = engine
+        self._writes = writes
         self._reads = reader
         self._cache = cache
         self._notify = notify
@@ -128,7 +128,7 @@ class EventService:
         ]
         refused: dict[int, Conflict] = {}
         accepted: list[int] = []
-        async with pipelined_transaction(self._engine) as conn:
+        async with pipelined_transaction(self._writes) as conn:
             await write_repo.lock_owner_calendar(conn, owner_id)
             existing = existing_by_item(
                 await write_repo.clash_candidates(conn, owner_id, checks), len(group)
@@ -197,7 +197,7 @@ class EventService:
         event of the owner can clash; `careful`, with the check in between. False if
         that refusal was needless (no candidate clashed): insert `careful` then."""
         checks = checked.checks if checked else []
-        async with pipelined_transaction(self._engine) as conn:
+        async with pipelined_transaction(self._writes) as conn:
             await write_repo.lock_owner_calendar(conn, new.owner)
             if careful and checked:
                 checked.refuse_clashes(await write_repo.clash_candidates(conn, new.owner, checks))
@@ -259,7 +259,7 @@ class EventService:
     async def delete(self, caller: Caller, event_id: str, expected_version: int | None) -> None:
         parsed = event_uuid(event_id)
         await self._reads.get(caller, event_id)  # 404 before 412 for a stranger, cheaply
-        async with pipelined_transaction(self._engine) as conn:
+        async with pipelined_transaction(self._writes) as conn:
             current, role, holders = await self._lock_with_role(conn, parsed, caller)
             if not role.may_share:
                 raise PermissionDenied("only an owner may delete the event")
@@ -300,7 +300,7 @@ class EventService:
         lock_calendar: bool,
     ) -> EventView:
         change_type, parsed, owner = change.change_type, change.event_id, change.owner_id
-        async with pipelined_transaction(self._engine) as conn:
+        async with pipelined_transaction(self._writes) as conn:
             if lock_calendar:  # the owner never changes: its calendar before the event
                 await write_repo.lock_owner_calendar(conn, owner)
             current, role, holders = await self._lock_with_role(conn, parsed, caller)
@@ -346,15 +346,13 @@ class EventService:
         """After commit: let the outbox relay publish, cache new events of one owner (a
         read right after a create is the rule) and retire the owner's listings."""
         self._notify()
-        await self._cache.put_new(events, FIRST_ACCESS_VERSION)
-        await self._cache.retire_views([events[0].owner_id])
+        await self._cache.put_new(events, FIRST_ACCESS_VERSION, retiring=[events[0].owner_id])
 
     async def _written(self, event: StoredEvent, holders: list[uuid.UUID]) -> None:
         """After commit: let the outbox relay publish, replace the cached event and
         retire the listings that show it."""
         self._notify()
-        await self._cache.put(event.id, event)
-        await self._cache.retire_views(holders)
+        await self._cache.put(event.id, event, retiring=holders)
 
     @staticmethod
     async def _lock_with_role(

@@ -10,7 +10,7 @@ import pytest
 from nats.js.api import StreamConfig
 from sqlalchemy import MetaData, text
 
-from common.db import make_engine, pipelined_transaction
+from common.db import make_engine, make_write_pool, pipelined_transaction
 from common.outbox import OutboxRelay, enqueue_many, outbox_table
 
 
@@ -28,11 +28,13 @@ def relay_env(stack_env: dict[str, str]) -> dict[str, str]:
 
 async def _relay_round_trip(env: dict[str, str]) -> None:
     engine = make_engine(env["database_url"], 2)
+    writes = make_write_pool(env["database_url"], 2)
+    await writes.open()
     table = outbox_table(MetaData(schema=env["schema"]))
     client = await nats.connect(env["nats_url"])
     js = client.jetstream()
     relay = OutboxRelay(
-        table, engine, env["nats_url"], env["stream"], [f"{env['subject']}.*"], batch_size=2
+        table, writes, env["nats_url"], env["stream"], [f"{env['subject']}.*"], batch_size=2
     )
     try:
         async with engine.begin() as conn:
@@ -40,7 +42,7 @@ async def _relay_round_trip(env: dict[str, str]) -> None:
             await conn.run_sync(table.metadata.create_all)
         await js.add_stream(StreamConfig(name=env["stream"], subjects=[f"{env['subject']}.*"]))
         messages = [(f"{env['subject']}.{n}", f"m{n}", b'{"n": %d}' % n) for n in range(5)]
-        async with pipelined_transaction(engine) as conn:
+        async with pipelined_transaction(writes) as conn:
             await enqueue_many(conn, table, messages)
 
         async def all_sent() -> None:
@@ -76,6 +78,7 @@ async def _relay_round_trip(env: dict[str, str]) -> None:
         await client.close()
         async with engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{env["schema"]}" CASCADE'))
+        await writes.close()
         await engine.dispose()
 
 

@@ -61,7 +61,7 @@ def test_connections_a_restart_cut_are_replaced_before_use(
 
     for call in reads(api, user, url):
         response = call()
-        assert response.is_success, response.text
+        assert response.is_success, (response.request.method, response.request.url, response.text)
 
 
 def test_a_retried_write_is_applied_once(
