@@ -100,45 +100,55 @@ def make_write_pool(database_url: str, size: int) -> AsyncConnectionPool:
 
 
 @asynccontextmanager
-async def pipelined_transaction(
+async def pooled_connection(
     pool: AsyncConnectionPool,
 ) -> AsyncIterator[psycopg.AsyncConnection]:
-    """A transaction on a pooled connection (`make_write_pool`) in pipeline mode.
-
-    Statements are sent without waiting for one another: BEGIN travels with the first
-    statement and COMMIT with the last, so a transaction whose statements need no
-    result in between costs one round trip. Fetching a result waits for it (and for
-    everything sent before). The results of the last statements are read after the
-    block. Psycopg's connection errors, and a pool with no connection free for 5 s,
-    come out as SQLAlchemy's, like everywhere else.
-
-    The connection is in autocommit mode with BEGIN and COMMIT sent as statements:
-    psycopg's own transactions would wait for BEGIN's and COMMIT's answers apart.
-    """
+    """A connection of `make_write_pool`, in autocommit mode: a single statement is a
+    transaction of its own, in one round trip. Psycopg's connection errors, and a pool
+    with no connection free in time, come out as SQLAlchemy's, like everywhere else."""
     try:
-        async with pool.connection() as driver:
-            try:
-                async with driver.pipeline():
-                    await driver.execute("BEGIN")
-                    yield driver
-                    await driver.execute("COMMIT")
-            except BaseException:
-                status = driver.pgconn.transaction_status
-                if driver.broken or status == TransactionStatus.ACTIVE:
-                    # Cut, or left mid-statement by a cancellation: not for the next user.
-                    await driver.close()
-                elif status != TransactionStatus.IDLE:
-                    try:
-                        await driver.rollback()
-                    except psycopg.Error:
-                        await driver.close()
-                raise
+        async with pool.connection() as connection:
+            yield connection
     except PoolTimeout as error:
         raise SQLAlchemyTimeoutError(repr(error)) from error
     except psycopg.OperationalError as error:
         raise OperationalError(None, None, error) from error
     except psycopg.InterfaceError as error:
         raise InterfaceError(None, None, error) from error
+
+
+@asynccontextmanager
+async def pipelined_transaction(
+    pool: AsyncConnectionPool,
+) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A transaction on a pooled connection (`pooled_connection`) in pipeline mode.
+
+    Statements are sent without waiting for one another: BEGIN travels with the first
+    statement and COMMIT with the last, so a transaction whose statements need no
+    result in between costs one round trip. Fetching a result waits for it (and for
+    everything sent before). The results of the last statements are read after the
+    block.
+
+    BEGIN and COMMIT are sent as statements on the autocommit connection: psycopg's
+    own transactions would wait for BEGIN's and COMMIT's answers apart.
+    """
+    async with pooled_connection(pool) as driver:
+        try:
+            async with driver.pipeline():
+                await driver.execute("BEGIN")
+                yield driver
+                await driver.execute("COMMIT")
+        except BaseException:
+            status = driver.pgconn.transaction_status
+            if driver.broken or status == TransactionStatus.ACTIVE:
+                # Cut, or left mid-statement by a cancellation: not for the next user.
+                await driver.close()
+            elif status != TransactionStatus.IDLE:
+                try:
+                    await driver.rollback()
+                except psycopg.Error:
+                    await driver.close()
+            raise
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

@@ -17,7 +17,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from common import outbox
-from common.db import pipelined_transaction
+from common.db import pipelined_transaction, pooled_connection
 from common.errors import (
     Conflict,
     InvalidArgument,
@@ -280,8 +280,13 @@ class EventService:
         allow_conflicts: bool,
         expected_version: int | None,
     ) -> EventView:
-        seen = (await self._reads.get(caller, event_id)).event
+        seen_view = await self._reads.get(caller, event_id)
+        seen = seen_view.event
         change = _Change(event_uuid(event_id), seen.owner_id, new_content, change_type)
+        if change_type == "updated":
+            updated = await self._update_unlocked(caller, seen_view, change, expected_version)
+            if updated is not None:
+                return updated
         # Only a change of times can clash, so only such a change takes the owner's
         # calendar lock (which serialises the owner's creates and reschedules): a guess
         # from the read above, confirmed under the event's own lock.
@@ -290,6 +295,47 @@ class EventService:
             return await self._apply(caller, change, allow_conflicts, expected_version, reschedules)
         except _RescheduledMeanwhile:
             return await self._apply(caller, change, allow_conflicts, expected_version, True)
+
+    async def _update_unlocked(
+        self,
+        caller: Caller,
+        seen: EventView,
+        change: "_Change",
+        expected_version: int | None,
+    ) -> EventView | None:
+        """The common update, in one statement and one round trip: a valid change that
+        keeps the schedule (so clashes nothing) of the version just read, applied only
+        if the event is still at that version and the caller may still edit it.
+        None when it does not apply (anything else, or a lost race): `_apply` decides
+        under the event's lock, and answers every error."""
+        current = seen.event
+        if not seen.role.may_edit or expected_version not in (None, current.version):
+            return None
+        try:
+            valid = validate(change.new_content(current))
+        except InvalidArgument:
+            return None
+        changes = changes_between(current.draft(), valid.draft)
+        if not changes or not current.draft().same_schedule(valid.draft):
+            return None
+        updated = replace(
+            current,
+            **{name: getattr(valid.draft, name) for name in EDITABLE_FIELDS},
+            version=current.version + 1,
+            updated_at=utcnow(),
+        )
+        messages = change_messages(
+            self._settings.namespace, [(updated, "updated", changes)], caller
+        )
+        async with pooled_connection(self._writes) as conn:
+            stored = await write_repo.update_if_unchanged(
+                conn, updated, current.version, uuid.UUID(caller.user_id), messages
+            )
+        if stored is None:
+            return None
+        role, holders = stored
+        await self._written(updated, holders)
+        return EventView(updated, role)
 
     async def _apply(
         self,

@@ -20,6 +20,7 @@ import psycopg
 from common import outbox
 from common.notifications import EDITABLE_FIELDS
 from common.roles import Role
+from event_service.domain.events import SCHEDULE_FIELDS
 from event_service.models import SCHEMA, StoredEvent
 from event_service.models import outbox as outbox_table
 from event_service.repo import role_or_none
@@ -223,6 +224,57 @@ async def update_event(
             "id": event.id,
         },
     )
+
+
+_UPDATE_IF_UNCHANGED = f"""
+    WITH updated AS (
+        UPDATE {SCHEMA}.events
+        SET {", ".join(f"{name} = %({name})s" for name in EDITABLE_FIELDS)},
+            version = %(version)s, updated_at = %(updated_at)s
+        WHERE id = %(id)s AND version = %(seen_version)s AND deleted_at IS NULL
+          AND ({", ".join(SCHEDULE_FIELDS)})
+              IS NOT DISTINCT FROM ({", ".join(f"%({name})s" for name in SCHEDULE_FIELDS)})
+          AND EXISTS (SELECT 1 FROM {SCHEMA}.event_access
+                      WHERE event_id = %(id)s AND user_id = %(user_id)s
+                        AND role IN ('{Role.OWNER}', '{Role.EDITOR}'))
+        RETURNING id
+    ), queued AS (
+        {outbox.insert_sql(outbox_table)}, updated
+    )
+    SELECT (SELECT role FROM {SCHEMA}.event_access
+            WHERE event_id = %(id)s AND user_id = %(user_id)s),
+           ARRAY(SELECT user_id FROM {SCHEMA}.event_access WHERE event_id = %(id)s)
+    FROM updated
+"""
+
+
+async def update_if_unchanged(
+    conn: psycopg.AsyncConnection,
+    event: StoredEvent,
+    seen_version: int,
+    user_id: uuid.UUID,
+    messages: Sequence[outbox.Message],
+) -> tuple[Role, list[uuid.UUID]] | None:
+    """Store the event's editable fields, version and update time, and queue its
+    notifications, in one statement, if the event is still live at `seen_version`
+    and the user may edit it: the user's role and the event's role holders, or None
+    (nothing written). For changes that keep the schedule: it applies only if the
+    stored schedule is the one kept, so the stored span and footprint stay right."""
+    params = {name: getattr(event, name) for name in EDITABLE_FIELDS}
+    cursor = await conn.execute(
+        _UPDATE_IF_UNCHANGED,
+        {
+            **params,
+            "version": event.version,
+            "updated_at": event.updated_at,
+            "id": event.id,
+            "seen_version": seen_version,
+            "user_id": user_id,
+            **outbox.message_params(messages),
+        },
+    )
+    row = await cursor.fetchone()
+    return (Role(row[0]), row[1]) if row else None
 
 
 _DELETE_EVENT = f"""

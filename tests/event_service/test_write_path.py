@@ -4,6 +4,7 @@ owner's access rows and all their notifications together, or nothing."""
 
 import time
 
+import grpc
 import psycopg
 
 from common.errors import problem_from_rpc_error
@@ -262,3 +263,57 @@ def test_a_change_that_moves_the_event_after_all_is_checked_under_the_calendar_l
         holder.execute(lock % "_unlock", (calendar_lock_key(owner.id),))
         error = rpc_error(put.result)
     assert [c["event_id"] for c in problem_from_rpc_error(error)["conflicts"]] == [other.id]
+
+
+def test_concurrent_updates_of_one_event_each_make_one_version(
+    events: EventServiceStub,  # noqa: F811
+    make_user,
+    stack: Stack,
+) -> None:
+    """Updates that read the same version race to write it: one wins at once, the
+    others find it gone and are applied under the event's lock, one after another."""
+    owner = make_user()
+    event = create(events, owner)
+    events.GetEvent(pb.GetEventRequest(id=event.id), metadata=auth(owner))  # now cached
+    titles = [f"title {n}" for n in range(12)]
+    calls = [
+        events.UpdateEvent.future(
+            pb.UpdateEventRequest(id=event.id, patch=pb.EventPatch(title=title)),
+            metadata=auth(owner),
+            timeout=20,
+        )
+        for title in titles
+    ]
+    answers = [call.result() for call in calls]
+    assert sorted(answer.version for answer in answers) == list(range(2, 2 + len(titles)))
+    last = max(answers, key=lambda answer: answer.version)
+    stored = events.GetEvent(pb.GetEventRequest(id=event.id), metadata=auth(owner))
+    assert (stored.version, stored.title) == (last.version, last.title)
+    versions = [f"{event.id}:{v}" for v in range(1, 14)]
+    assert outbox_ids(stack, [event.id]) == [versions[0], f"{event.id}:access:1", *versions[1:]]
+
+
+def test_an_update_by_a_caller_who_lost_the_role_behind_the_cache_writes_nothing(
+    events: EventServiceStub,  # noqa: F811
+    make_user,
+    stack: Stack,
+) -> None:
+    """The cache still says the caller owns the event; the database, which decides,
+    says they hold no role any more."""
+    owner = make_user()
+    event = create(events, owner)
+    events.GetEvent(pb.GetEventRequest(id=event.id), metadata=auth(owner))  # now cached
+    with psycopg.connect(database_url(stack), autocommit=True) as conn:
+        conn.execute("DELETE FROM events.event_access WHERE event_id = %s", (event.id,))
+        error = rpc_error(
+            lambda: events.UpdateEvent(
+                pb.UpdateEventRequest(id=event.id, patch=pb.EventPatch(title="taken over")),
+                metadata=auth(owner),
+            )
+        )
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+        title, version = conn.execute(
+            "SELECT title, version FROM events.events WHERE id = %s", (event.id,)
+        ).fetchone()
+    assert (title, version) == (event.title, 1)
+    assert outbox_ids(stack, [event.id]) == [f"{event.id}:1", f"{event.id}:access:1"]
