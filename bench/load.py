@@ -122,11 +122,14 @@ def get_script(token: str) -> str:
 
 def unique_slots(threads: int) -> str:
     """Lua `slot_body(title)`: an event body in a slot no other request of the run
-    takes (slot = counter * threads + thread number), so creates never conflict."""
+    takes (slot = counter * threads + thread number), so creates never conflict. Each
+    thread also draws its own random numbers (wrk seeds every thread alike, so two
+    threads would send the same requests: half the PATCHes of S4 changed nothing)."""
     return f"""
 local counter = 0
 local started = 0
 setup = function(thread) thread:set("tid", started); started = started + 1 end
+init = function(args) math.randomseed(os.time() * {threads} + tid) end
 local function slot_body(title)
   local start = {FIRST_CREATE_SLOT} + (counter * {threads} + tid) * 3600
   counter = counter + 1

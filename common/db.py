@@ -65,17 +65,17 @@ def closed_by_server(connection: psycopg.AsyncConnection) -> bool:
         return True
 
 
-def make_write_pool(database_url: str, size: int) -> AsyncConnectionPool:
+def make_write_pool(database_url: str, size: int, timeout: float) -> AsyncConnectionPool:
     """Psycopg's own pool, for `pipelined_transaction` on the write paths: taking and
     returning one of its connections costs half of what SQLAlchemy's async pool does
     (no greenlet hop, no isolation-level switch), measured under load. Open it with
     `await pool.open()`; it grows from one connection to `size` on demand.
 
-    While PostgreSQL is down the pool reconnects in the background and callers wait
-    for a connection: the short timeout turns that wait into a prompt 503 (as it does
-    a write that would queue behind a full pool for longer than a second), and the
-    short reconnect timeout ends the pool's backoff after a second, so that the
-    first request after an outage connects at once instead of after the backoff.
+    While PostgreSQL is down the pool reconnects in the background (a first retry
+    after a second, then giving up after another, so that the next caller's attempt
+    starts at once) and callers wait for a connection up to `timeout`: half the gRPC
+    deadline answers them 503 within it, and leaves time for that retry when
+    PostgreSQL is back.
     """
 
     async def check(connection: psycopg.AsyncConnection) -> None:
@@ -87,7 +87,7 @@ def make_write_pool(database_url: str, size: int) -> AsyncConnectionPool:
         make_url(database_url).set(drivername="postgresql").render_as_string(False),
         min_size=1,
         max_size=size,
-        timeout=1,
+        timeout=timeout,
         reconnect_timeout=1,
         open=False,
         check=check,

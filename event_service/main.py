@@ -22,7 +22,9 @@ from eventhub.events.v1 import events_pb2, events_pb2_grpc
 
 async def run(settings: EventSettings) -> None:
     engine = make_engine(settings.database_url, settings.db_pool_size)
-    writes = make_write_pool(settings.database_url, settings.db_pool_size)
+    writes = make_write_pool(
+        settings.database_url, settings.db_pool_size, timeout=settings.grpc_deadline / 2
+    )
     await writes.open()
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     auth_channel = open_channel(settings.auth_addr, settings.grpc_deadline)

@@ -304,9 +304,10 @@ class EventService:
         expected_version: int | None,
     ) -> EventView | None:
         """The common update, in one statement and one round trip: a valid change that
-        keeps the schedule (so clashes nothing) of the version just read, applied only
-        if the event is still at that version and the caller may still edit it.
-        None when it does not apply (anything else, or a lost race): `_apply` decides
+        keeps the schedule (so clashes nothing) of the event just read, applied only if
+        the event is still stored as read and the caller may still edit it; or a change
+        that changes nothing, answered once the event is confirmed stored as read.
+        None when neither applies (anything else, or a lost race): `_apply` decides
         under the event's lock, and answers every error."""
         current = seen.event
         if not seen.role.may_edit or expected_version not in (None, current.version):
@@ -316,7 +317,11 @@ class EventService:
         except InvalidArgument:
             return None
         changes = changes_between(current.draft(), valid.draft)
-        if not changes or not current.draft().same_schedule(valid.draft):
+        if not changes:  # no version; the answer holds if what was read is what is stored
+            async with pooled_connection(self._writes) as conn:
+                role = await write_repo.role_if_stored(conn, current, uuid.UUID(caller.user_id))
+            return EventView(current, role) if role is not None and role.may_edit else None
+        if not current.draft().same_schedule(valid.draft):
             return None
         updated = replace(
             current,
@@ -329,7 +334,7 @@ class EventService:
         )
         async with pooled_connection(self._writes) as conn:
             stored = await write_repo.update_if_unchanged(
-                conn, updated, current.version, uuid.UUID(caller.user_id), messages
+                conn, updated, current, uuid.UUID(caller.user_id), messages
             )
         if stored is None:
             return None

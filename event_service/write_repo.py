@@ -20,7 +20,6 @@ import psycopg
 from common import outbox
 from common.notifications import EDITABLE_FIELDS
 from common.roles import Role
-from event_service.domain.events import SCHEDULE_FIELDS
 from event_service.models import SCHEMA, StoredEvent
 from event_service.models import outbox as outbox_table
 from event_service.repo import role_or_none
@@ -232,8 +231,8 @@ _UPDATE_IF_UNCHANGED = f"""
         SET {", ".join(f"{name} = %({name})s" for name in EDITABLE_FIELDS)},
             version = %(version)s, updated_at = %(updated_at)s
         WHERE id = %(id)s AND version = %(seen_version)s AND deleted_at IS NULL
-          AND ({", ".join(SCHEDULE_FIELDS)})
-              IS NOT DISTINCT FROM ({", ".join(f"%({name})s" for name in SCHEDULE_FIELDS)})
+          AND ({", ".join(EDITABLE_FIELDS)})
+              IS NOT DISTINCT FROM ({", ".join(f"%(seen_{name})s" for name in EDITABLE_FIELDS)})
           AND EXISTS (SELECT 1 FROM {SCHEMA}.event_access
                       WHERE event_id = %(id)s AND user_id = %(user_id)s
                         AND role IN ('{Role.OWNER}', '{Role.EDITOR}'))
@@ -251,30 +250,53 @@ _UPDATE_IF_UNCHANGED = f"""
 async def update_if_unchanged(
     conn: psycopg.AsyncConnection,
     event: StoredEvent,
-    seen_version: int,
+    seen: StoredEvent,
     user_id: uuid.UUID,
     messages: Sequence[outbox.Message],
 ) -> tuple[Role, list[uuid.UUID]] | None:
     """Store the event's editable fields, version and update time, and queue its
-    notifications, in one statement, if the event is still live at `seen_version`
-    and the user may edit it: the user's role and the event's role holders, or None
-    (nothing written). For changes that keep the schedule: it applies only if the
-    stored schedule is the one kept, so the stored span and footprint stay right."""
+    notifications, in one statement, if the event is still stored live as `seen`
+    (version and editable fields) and the user may edit it: the user's role and the
+    event's role holders, or None (nothing written). For changes that keep the
+    schedule, so that the stored span and footprint stay right."""
     params = {name: getattr(event, name) for name in EDITABLE_FIELDS}
     cursor = await conn.execute(
         _UPDATE_IF_UNCHANGED,
         {
             **params,
+            **{f"seen_{name}": getattr(seen, name) for name in EDITABLE_FIELDS},
             "version": event.version,
             "updated_at": event.updated_at,
             "id": event.id,
-            "seen_version": seen_version,
+            "seen_version": seen.version,
             "user_id": user_id,
             **outbox.message_params(messages),
         },
     )
     row = await cursor.fetchone()
     return (Role(row[0]), row[1]) if row else None
+
+
+_ROLE_IF_STORED = f"""
+    SELECT a.role FROM {SCHEMA}.events AS e
+    JOIN {SCHEMA}.event_access AS a ON a.event_id = e.id AND a.user_id = %(user_id)s
+    WHERE e.id = %(id)s AND e.version = %(version)s AND e.deleted_at IS NULL
+      AND ({", ".join(f"e.{name}" for name in EDITABLE_FIELDS)})
+          IS NOT DISTINCT FROM ({", ".join(f"%({name})s" for name in EDITABLE_FIELDS)})
+"""
+
+
+async def role_if_stored(
+    conn: psycopg.AsyncConnection, event: StoredEvent, user_id: uuid.UUID
+) -> Role | None:
+    """The user's role on the event if it is stored live as it is (version and
+    editable fields), else None."""
+    params = {name: getattr(event, name) for name in EDITABLE_FIELDS}
+    cursor = await conn.execute(
+        _ROLE_IF_STORED, {**params, "id": event.id, "version": event.version, "user_id": user_id}
+    )
+    row = await cursor.fetchone()
+    return Role(row[0]) if row else None
 
 
 _DELETE_EVENT = f"""

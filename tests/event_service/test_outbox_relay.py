@@ -28,7 +28,7 @@ def relay_env(stack_env: dict[str, str]) -> dict[str, str]:
 
 async def _relay_round_trip(env: dict[str, str]) -> None:
     engine = make_engine(env["database_url"], 2)
-    writes = make_write_pool(env["database_url"], 2)
+    writes = make_write_pool(env["database_url"], 2, timeout=5)
     await writes.open()
     table = outbox_table(MetaData(schema=env["schema"]))
     client = await nats.connect(env["nats_url"])

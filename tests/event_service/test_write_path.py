@@ -317,3 +317,25 @@ def test_an_update_by_a_caller_who_lost_the_role_behind_the_cache_writes_nothing
         ).fetchone()
     assert (title, version) == (event.title, 1)
     assert outbox_ids(stack, [event.id]) == [f"{event.id}:1", f"{event.id}:access:1"]
+
+
+def test_an_update_that_changes_nothing_is_checked_against_the_stored_version(
+    events: EventServiceStub,  # noqa: F811
+    make_user,
+    stack: Stack,
+) -> None:
+    """A change to what the cache holds is no change only if the cache is current:
+    here the stored event moved on behind the cache's back."""
+    owner = make_user()
+    event = create(events, owner)
+    events.GetEvent(pb.GetEventRequest(id=event.id), metadata=auth(owner))  # now cached
+    same = pb.UpdateEventRequest(id=event.id, patch=pb.EventPatch(title=event.title))
+    unchanged = events.UpdateEvent(same, metadata=auth(owner))
+    assert (unchanged.version, unchanged.title) == (1, event.title)
+    with psycopg.connect(database_url(stack), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE events.events SET title = 'renamed elsewhere', version = 2 WHERE id = %s",
+            (event.id,),
+        )
+    changed_back = events.UpdateEvent(same, metadata=auth(owner))
+    assert (changed_back.version, changed_back.title) == (3, event.title)
