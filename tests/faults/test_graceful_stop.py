@@ -38,11 +38,16 @@ GRPC_ADDRESS = {
 }
 
 
-def waiting_on_locks(database_url: str) -> int:
+def waiting_on_locks(database_url: str, tables: list[str]) -> int:
+    """Statements that wait on a lock and name one of `tables`: the request held in
+    flight, not some other work that happens to wait at that moment."""
+    names = [f"%{table.split('.')[-1]}%" for table in tables]
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            " AND query LIKE ANY(%s) AND query NOT ILIKE 'LOCK TABLE%%'",
+            (names,),
         ).fetchone()
     return row[0] if row else 0
 
@@ -87,7 +92,9 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(
         in_flight = pool.submit(
             client.request, method, path.format(id=event["id"]), json=body, headers=user.headers
         )
-        wait_until(lambda: waiting_on_locks(backing.database_url) > 0, 10, "a blocked request")
+        wait_until(
+            lambda: waiting_on_locks(backing.database_url, tables) > 0, 10, "a blocked request"
+        )
         stack.procs[process].send_signal(signal.SIGTERM)  # once, as an orchestrator would
         wait_until(lambda: refuses_new_calls(stack, process), 10, f"{process} to stop accepting")
         assert not in_flight.done()
