@@ -323,12 +323,7 @@ class EventService:
             return EventView(current, role) if role is not None and role.may_edit else None
         if not current.draft().same_schedule(valid.draft):
             return None
-        updated = replace(
-            current,
-            **{name: getattr(valid.draft, name) for name in EDITABLE_FIELDS},
-            version=current.version + 1,
-            updated_at=utcnow(),
-        )
+        updated = _next_version(current, valid.draft)
         messages = change_messages(
             self._settings.namespace, [(updated, "updated", changes)], caller
         )
@@ -371,12 +366,7 @@ class EventService:
                 checked.refuse_clashes(
                     await write_repo.clash_candidates(conn, owner, checked.checks, exclude=parsed)
                 )
-            updated = replace(
-                current,
-                **{name: getattr(valid.draft, name) for name in EDITABLE_FIELDS},
-                version=current.version + 1,
-                updated_at=utcnow(),
-            )
+            updated = _next_version(current, valid.draft)
             await write_repo.update_event(conn, updated, placement)
             await self._record(conn, [(updated, change_type, changes)], caller)
         await self._written(updated, holders)
@@ -424,6 +414,16 @@ def _new_event(owner: uuid.UUID, draft: EventDraft, now: datetime) -> StoredEven
         version=1,
         created_at=now,
         updated_at=now,
+    )
+
+
+def _next_version(current: StoredEvent, draft: EventDraft) -> StoredEvent:
+    """The event changed to `draft`, one version on, updated now."""
+    return replace(
+        current,
+        **{name: getattr(draft, name) for name in EDITABLE_FIELDS},
+        version=current.version + 1,
+        updated_at=utcnow(),
     )
 
 

@@ -178,7 +178,7 @@ async def insert_events(
     rows = [
         {
             "id": event.id,
-            **{name: getattr(event, name) for name in EDITABLE_FIELDS},
+            **_editable(event),
             "span_end": placement.span_end,
             "footprint": _multirange_literal(placement.footprint),
             "created_at": event.created_at,
@@ -197,6 +197,11 @@ async def insert_events(
     return await conn.execute(_INSERT_EVENTS, params)
 
 
+def _editable(event: StoredEvent, prefix: str = "") -> dict[str, Any]:
+    """The event's editable fields as statement parameters, named `prefix` + field."""
+    return {prefix + name: getattr(event, name) for name in EDITABLE_FIELDS}
+
+
 _UPDATE_EVENT = f"""
     UPDATE {SCHEMA}.events
     SET {", ".join(f"{name} = %({name})s" for name in EDITABLE_FIELDS)},
@@ -211,11 +216,10 @@ async def update_event(
     conn: psycopg.AsyncConnection, event: StoredEvent, placement: Placement
 ) -> None:
     """Store the event's editable fields, version and update time."""
-    params = {name: getattr(event, name) for name in EDITABLE_FIELDS}
     await conn.execute(
         _UPDATE_EVENT,
         {
-            **params,
+            **_editable(event),
             "span_end": placement.span_end,
             "footprint": _multirange_literal(placement.footprint),
             "version": event.version,
@@ -259,12 +263,11 @@ async def update_if_unchanged(
     (version and editable fields) and the user may edit it: the user's role and the
     event's role holders, or None (nothing written). For changes that keep the
     schedule, so that the stored span and footprint stay right."""
-    params = {name: getattr(event, name) for name in EDITABLE_FIELDS}
     cursor = await conn.execute(
         _UPDATE_IF_UNCHANGED,
         {
-            **params,
-            **{f"seen_{name}": getattr(seen, name) for name in EDITABLE_FIELDS},
+            **_editable(event),
+            **_editable(seen, prefix="seen_"),
             "version": event.version,
             "updated_at": event.updated_at,
             "id": event.id,
@@ -291,10 +294,8 @@ async def role_if_stored(
 ) -> Role | None:
     """The user's role on the event if it is stored live as it is (version and
     editable fields), else None."""
-    params = {name: getattr(event, name) for name in EDITABLE_FIELDS}
-    cursor = await conn.execute(
-        _ROLE_IF_STORED, {**params, "id": event.id, "version": event.version, "user_id": user_id}
-    )
+    params = {**_editable(event), "id": event.id, "version": event.version, "user_id": user_id}
+    cursor = await conn.execute(_ROLE_IF_STORED, params)
     row = await cursor.fetchone()
     return Role(row[0]) if row else None
 
