@@ -3,10 +3,10 @@
 `/ping`, the ceiling: a bare FastAPI app returning a small JSON body.
 
 `/floor`, the least a cached read by id must do in this design, and nothing else:
-the deny-list check and rate-limit decision (the gateway's own one Lua call) and the
-one HMGET of the cached event and the caller's role, answering the stored bytes. No
-JWT check, no middleware, no JSON handling: a gateway cannot be cheaper than this
-app while it keeps its rate limits and cache in Redis.
+the gateway's one Lua call, which checks the deny-list, decides the rate limit and
+reads the cached event and the caller's role, answering the stored bytes. No JWT
+check, no middleware, no JSON handling: a gateway cannot be cheaper than this app
+while it keeps its rate limits and cache in Redis.
 """
 
 import os
@@ -15,7 +15,7 @@ from fastapi import FastAPI, Header
 from redis.asyncio import Redis
 from starlette.responses import Response
 
-from gateway.ratelimit import RateLimiter, parse_limit
+from gateway.ratelimit import HashRead, RateLimiter, parse_limit
 from gateway.responses import JSONResponse
 
 app = FastAPI(default_response_class=JSONResponse)
@@ -23,7 +23,7 @@ _redis = Redis.from_url(os.environ.get("EVENTHUB_REDIS_URL", "redis://127.0.0.1:
 _PREFIX = f"eventhub_floor_{os.getpid()}"
 _limiter = RateLimiter(_redis, key_prefix=f"{_PREFIX}:ratelimit")
 _LIMIT = parse_limit("100000000/minute")
-_ENTRY = f"{_PREFIX}:event"
+_ENTRY = HashRead(f"{_PREFIX}:event", ("event", "access_version", "u:user"))
 
 
 @app.get("/ping")
@@ -33,6 +33,8 @@ async def ping() -> dict[str, str]:
 
 @app.get("/floor")
 async def floor(authorization: str = Header("")) -> Response:
-    await _limiter.hit_unless_revoked(f"{_PREFIX}:denied:{authorization[-16:]}", _LIMIT, "user")
-    payload, _, _ = await _redis.hmget(_ENTRY, ("event", "access_version", "u:user"))
+    admission = await _limiter.hit_unless_revoked_reading(
+        f"{_PREFIX}:denied:{authorization[-16:]}", _LIMIT, "user", read=_ENTRY
+    )
+    payload = admission.values[0] if admission.values else None
     return Response(payload or b"{}", media_type="application/json")

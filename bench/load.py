@@ -344,7 +344,7 @@ def report(
     print(row("ceiling: bare FastAPI GET /ping", f.requests_per_s, f.p50_ms, f.p99_ms,
               f.errors, "1.000"))  # fmt: skip
     f = floor
-    print(row("floor of S1: rate limit + HMGET, no more", f.requests_per_s, f.p50_ms, f.p99_ms,
+    print(row("floor of S1: admission + cache read, no more", f.requests_per_s, f.p50_ms, f.p99_ms,
               f.errors, f"{f.requests_per_s / ceiling.requests_per_s:.3f}"))  # fmt: skip
     for scenario, f in results:
         ratio = f"{f.requests_per_s / ceiling.requests_per_s:.3f}"
