@@ -42,7 +42,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
-    for module in (ops, auth, events, sharing, history):
+    # FastAPI tries the routers in this order on every request (tens of µs each), so
+    # the event routes, which carry nearly all traffic, come first.
+    for module in (events, sharing, history, auth, ops):
         app.include_router(module.router)
     _declare_common_behaviour(app)
     return app
