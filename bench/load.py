@@ -2,9 +2,11 @@
 
 Starts an isolated system (or uses a running one with --url), seeds it through the
 API, measures a bare FastAPI app served exactly like the gateway (same workers,
-uvloop, httptools: the ceiling), then drives each scenario with wrk from a separate
-process and prints req/s, p50, p99, errors (non-2xx answers included), the ratio to
-the ceiling, the target and PASS or MISS:
+uvloop, httptools: the ceiling) and the floors of this design (the least a cached
+read and a write must do: `bench/ceiling_app.py`, `bench/write_floor.py`), then
+drives each scenario with wrk from a separate process and prints req/s, p50, p99,
+errors (non-2xx answers included), the ratio to the ceiling, the target and PASS or
+MISS:
 
   S1   cached GET /api/events/{id}                        >= 0.25 x ceiling, p99 <= 50 ms, 0 errors
   S3   first page of GET /api/events, no filters          >= 0.10 x ceiling
@@ -32,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +49,7 @@ from bench.common import BENCH_SETTINGS, isolated_stack, percentiles
 from bench.history_lag import LagResult, measure_history_lag
 from bench.load_seed import Seeded, Sizes, seed, settle
 from bench.wrk import Figures, run_wrk
+from scripts.backing import DEFAULT_DATABASE_URL, DEFAULT_NATS_URL, DEFAULT_REDIS_URL
 from scripts.stack import REPO, free_port, wait_until
 
 FULL = Sizes(owned=10_000, shared=10_000, series=1_000, users=100)
@@ -56,6 +60,11 @@ EXPAND_WINDOW = "start=2040-03-01T00:00:00Z&end=2040-04-01T00:00:00Z"
 # and series, and within the API's years (<= 2200) for over 800,000 creates.
 FIRST_CREATE_SLOT = 4102444800
 LAG_TARGET_MS = 100.0
+BACKING = {
+    "EVENTHUB_DATABASE_URL": DEFAULT_DATABASE_URL,
+    "EVENTHUB_REDIS_URL": DEFAULT_REDIS_URL,
+    "EVENTHUB_NATS_URL": DEFAULT_NATS_URL,
+}
 LAG_EVENTS = 500  # the lag run writes to this many of the heavy user's events in turn
 
 
@@ -227,27 +236,85 @@ def scenarios(seeded: Seeded, options: Options) -> list[Scenario]:
 # Measuring
 
 
-def measure_ceiling(options: Options, workdir: Path) -> tuple[Figures, Figures]:
-    """The ceiling (`/ping`) and the floor of a cached read (`/floor`), see
-    `bench/ceiling_app.py`."""
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "uvicorn", "bench.ceiling_app:app",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", str(options.workers),
-            "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-        ],
-        cwd=REPO,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+@dataclass(frozen=True)
+class References:
+    """What the scenarios are compared with, measured in the same run."""
+
+    ceiling: Figures  # bare FastAPI, `/ping`
+    read_floor: Figures  # the least a cached read by id does (S1's floor)
+    write_floor: Figures  # the least a write does (`bench/write_floor.py`)
+    mixed_floor: Figures  # S4's mix over the two floors
+
+    def rows(self) -> list[tuple[str, Figures]]:
+        return [
+            ("ceiling: bare FastAPI GET /ping", self.ceiling),
+            ("floor of S1: admission + cache read, no more", self.read_floor),
+            ("floor of S2: a write, concurrent ones grouped", self.write_floor),
+            ("floor of S4: 80% S1 floor, 20% write floor", self.mixed_floor),
+        ]
+
+
+def floor_mixed_script() -> str:
+    """S4's 80/20 split of reads and writes, over the floors of both."""
+    return """
+init = function(args) math.randomseed(os.time() + math.random(100000)) end
+local headers = {["Authorization"] = "Bearer floor-token", ["Content-Type"] = "application/json"}
+request = function()
+  if math.random(100) <= 80 then return wrk.format("GET", "/floor", headers) end
+  local body = string.format('{"title":"written %d"}', math.random(1000000))
+  return wrk.format("POST", "/floor-write", headers, body)
+end
+"""
+
+
+def floor_write_script() -> str:
+    return floor_mixed_script().replace("math.random(100) <= 80", "false")
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, *args], cwd=REPO, env={**os.environ, **env})
+
+
+def measure_references(options: Options, workdir: Path, backing: dict[str, str]) -> References:
+    """The ceiling and the floors (`bench/ceiling_app.py`, `bench/write_floor.py`);
+    `backing` holds the PostgreSQL, Redis and NATS URLs the write floor uses."""
+    port, write_port = free_port(), free_port()
+    env = {**backing, "EVENTHUB_FLOOR_WRITE_ADDR": f"127.0.0.1:{write_port}"}
+    processes = [_start(["-m", "bench.write_floor", "serve", str(write_port)], env)]
     try:
+        wait_until(lambda: _listening(write_port), 30, "the write floor service")
+        processes.append(_start(["-m", "bench.write_floor", "consume"], env))
+        processes.append(
+            _start(
+                [
+                    "-m", "uvicorn", "bench.ceiling_app:app", "--host", "127.0.0.1",
+                    "--port", str(port), "--workers", str(options.workers), "--loop", "uvloop",
+                    "--http", "httptools", "--no-access-log", "--log-level", "warning",
+                ],
+                env,
+            )
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers(f"{base}/ping"), 30, "the ceiling app")
-        ceiling = drive(f"{base}/ping", 'wrk.method = "GET"\n', options, workdir)
-        floor = drive(f"{base}/floor", get_script("a-token"), options, workdir)
-        return ceiling, floor
+        return References(
+            ceiling=drive(f"{base}/ping", 'wrk.method = "GET"\n', options, workdir),
+            read_floor=drive(f"{base}/floor", get_script("a-token"), options, workdir),
+            write_floor=drive(base, floor_write_script(), options, workdir),
+            mixed_floor=drive(base, floor_mixed_script(), options, workdir),
+        )
     finally:
-        server.terminate()
-        server.wait(30)
+        for process in reversed(processes):  # the app first: it calls the others
+            process.terminate()
+            process.wait(30)
+        subprocess.run(
+            [sys.executable, "-m", "bench.write_floor", "remove"],
+            cwd=REPO, env={**os.environ, **env}, check=True,
+        )  # fmt: skip
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _answers(url: str) -> bool:
@@ -333,19 +400,16 @@ def lag_passed(lag: LagResult) -> bool:
 
 
 def report(
-    references: tuple[Figures, Figures],
+    references: References,
     results: list[tuple[Scenario, Figures]],
     lag: LagResult,
     smoke: bool,
 ) -> None:
-    ceiling, floor = references
+    ceiling = references.ceiling
     print(f"\n{HEADER}")
-    f = ceiling
-    print(row("ceiling: bare FastAPI GET /ping", f.requests_per_s, f.p50_ms, f.p99_ms,
-              f.errors, "1.000"))  # fmt: skip
-    f = floor
-    print(row("floor of S1: admission + cache read, no more", f.requests_per_s, f.p50_ms, f.p99_ms,
-              f.errors, f"{f.requests_per_s / ceiling.requests_per_s:.3f}"))  # fmt: skip
+    for name, f in references.rows():
+        ratio = f"{f.requests_per_s / ceiling.requests_per_s:.3f}"
+        print(row(name, f.requests_per_s, f.p50_ms, f.p99_ms, f.errors, ratio))
     for scenario, f in results:
         ratio = f"{f.requests_per_s / ceiling.requests_per_s:.3f}"
         figures = row(scenario.name, f.requests_per_s, f.p50_ms, f.p99_ms, f.errors, ratio)
@@ -380,17 +444,19 @@ def analyze(database_url: str) -> None:
 
 
 def bench_against(
-    url: str, options: Options, workdir: Path, database_url: str | None = None
+    url: str, options: Options, workdir: Path, backing: dict[str, str], own_stack: bool
 ) -> int:
+    """`backing`: the PostgreSQL, Redis and NATS URLs (the write floor uses them too);
+    `own_stack`: the system was started for this run, so its statistics may be stale."""
     seeded = asyncio.run(seed(url, options.sizes))
-    if database_url:
-        analyze(database_url)
+    if own_stack:
+        analyze(backing["EVENTHUB_DATABASE_URL"])
     print(f"Seeded in {seeded.seconds:.1f} s. S1-S3x caller: one heavy user (owns "
           f"{options.sizes.owned} one-off events and {options.sizes.series} weekly series; "
           f"{options.sizes.shared} events shared with them).")  # fmt: skip
     check_seed(url, seeded, options.sizes)
     print(f"load average after seeding: {load_average()}", flush=True)
-    ceiling, floor = measure_ceiling(options, workdir)
+    references = measure_references(options, workdir, backing)
     results = []
     for scenario in scenarios(seeded, options):
         wait_for_history(url, seeded)
@@ -399,8 +465,8 @@ def bench_against(
     s2 = next(f for scenario, f in results if scenario.key == "S2")
     wait_for_history(url, seeded)
     lag = history_lag(url, seeded, s2, options, workdir)
-    report((ceiling, floor), results, lag, options.smoke)
-    errors = ceiling.errors + floor.errors + sum(f.errors for _, f in results) + lag.errors
+    report(references, results, lag, options.smoke)
+    errors = sum(f.errors for _, f in [*references.rows(), *results]) + lag.errors
     if errors:
         print(f"\nFAILED: {errors} requests failed", file=sys.stderr)
     return 1 if errors else 0
@@ -410,13 +476,13 @@ def run(options: Options, url: str | None) -> int:
     print(f"load average at start: {load_average()}", flush=True)
     try:
         if url:
+            backing = {key: os.environ.get(key, default) for key, default in BACKING.items()}
             with tempfile.TemporaryDirectory(prefix="eventhub-bench-") as scratch:
-                return bench_against(url, options, Path(scratch))
+                return bench_against(url, options, Path(scratch), backing, own_stack=False)
         workers = {"EVENTHUB_GATEWAY_WORKERS": str(options.workers)}
         with isolated_stack("eventhub-bench-", **workers) as (stack, workdir):
-            return bench_against(
-                stack.gateway_url, options, workdir, stack.env["EVENTHUB_DATABASE_URL"]
-            )
+            backing = {key: stack.env[key] for key in BACKING}
+            return bench_against(stack.gateway_url, options, workdir, backing, own_stack=True)
     finally:
         print(f"load average at end: {load_average()}", flush=True)
 
