@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The years the API takes and answers, in UTC.
+MIN_YEAR, MAX_YEAR = 1900, 2200
 
 
 def to_timestamp(value: datetime) -> Timestamp:

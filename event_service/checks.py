@@ -19,15 +19,16 @@ from event_service.domain.recurrence import Schedule
 
 def existing_by_item(
     candidates: list[write_repo.Candidate], items: int
-) -> list[list[tuple[str, Schedule]]]:
-    """For each checked item, (id, schedule) of the owner's events it may clash with."""
+) -> list[list[tuple[str | None, Schedule]]]:
+    """For each checked item, (id, schedule) of the owner's events it may clash with;
+    the id is None for an event the one making the change has no role on."""
     schedules: dict[uuid.UUID, Schedule] = {}
-    existing: list[list[tuple[str, Schedule]]] = [[] for _ in range(items)]
-    for item, event_id, start, end, zone, rule in candidates:
+    existing: list[list[tuple[str | None, Schedule]]] = [[] for _ in range(items)]
+    for item, event_id, start, end, zone, rule, visible in candidates:
         schedule = schedules.get(event_id)
         if schedule is None:
             schedule = schedules[event_id] = make_schedule(start, end, zone, rule)
-        existing[item].append((str(event_id), schedule))
+        existing[item].append((str(event_id) if visible else None, schedule))
     return existing
 
 

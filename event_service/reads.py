@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.db import autocommit
 from common.errors import InvalidArgument, NotFound
 from common.roles import Role
+from common.timeutil import MAX_YEAR, MIN_YEAR
 from common.tokens import Caller
 from event_service import repo
 from event_service.cache import EventCache
 from event_service.domain.events import EVENT_NOT_FOUND, event_uuid, make_schedule
-from event_service.domain.recurrence import MAX_YEAR, MIN_YEAR
 from event_service.models import StoredEvent
 
 DEFAULT_PAGE_SIZE = 50

@@ -363,8 +363,11 @@ class EventService:
                 raise _RescheduledMeanwhile
             if reschedules and not allow_conflicts:
                 checked = Checked([valid], [placement], batch=False)
+                reader = uuid.UUID(caller.user_id)
                 checked.refuse_clashes(
-                    await write_repo.clash_candidates(conn, owner, checked.checks, exclude=parsed)
+                    await write_repo.clash_candidates(
+                        conn, owner, checked.checks, exclude=parsed, reader=reader
+                    )
                 )
             updated = _next_version(current, valid.draft)
             await write_repo.update_event(conn, updated, placement)

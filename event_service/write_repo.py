@@ -92,25 +92,28 @@ _CLASHES = f"""
           AND span && (SELECT range_agg(tstzrange(low, high)) FROM checked)
           AND footprint && (SELECT range_agg(footprint) FROM checked)
     ), clash AS (
-        SELECT checked.item, c.id, c.start_time, c.end_time, c.timezone, c.recurrence_rule
+        SELECT checked.item, c.id, c.start_time, c.end_time, c.timezone, c.recurrence_rule,
+            EXISTS (SELECT FROM {SCHEMA}.event_access AS a
+                    WHERE a.event_id = c.id AND a.user_id = %(reader)s) AS visible
         FROM checked JOIN candidate AS c
           ON c.span && tstzrange(checked.low, checked.high)
          AND c.footprint && checked.footprint
     )
 """
 
-# (item, id, start_time, end_time, timezone, recurrence_rule)
-Candidate = tuple[int, uuid.UUID, datetime, datetime, str, str | None]
+# (item, id, start_time, end_time, timezone, recurrence_rule, whether the one making the
+# change has a role on the event: if not, a conflict answer does not name it)
+Candidate = tuple[int, uuid.UUID, datetime, datetime, str, str | None, bool]
 
 
 def _check_params(
-    owner_id: uuid.UUID, checks: Sequence[Check], exclude: uuid.UUID | None
+    owner_id: uuid.UUID, checks: Sequence[Check], exclude: uuid.UUID | None, reader: uuid.UUID
 ) -> dict[str, Any]:
     rows = [
         {"item": item, "low": low, "high": high, "footprint": _multirange_literal(footprint)}
         for item, (low, high, footprint) in enumerate(checks)
     ]
-    return {"owner": owner_id, "exclude": exclude, "checks": _json(rows)}
+    return {"owner": owner_id, "exclude": exclude, "reader": reader, "checks": _json(rows)}
 
 
 async def clash_candidates(
@@ -118,9 +121,11 @@ async def clash_candidates(
     owner_id: uuid.UUID,
     checks: Sequence[Check],
     exclude: uuid.UUID | None = None,
+    reader: uuid.UUID | None = None,
 ) -> list[Candidate]:
-    """For each check, the owner's live events that can clash with it (see `_CLASHES`)."""
-    params = _check_params(owner_id, checks, exclude)
+    """For each check, the owner's live events that can clash with it (see `_CLASHES`);
+    `reader` (the owner if None) is the user the answer is for."""
+    params = _check_params(owner_id, checks, exclude, reader or owner_id)
     return await (await conn.execute(f"WITH {_CLASHES} SELECT * FROM clash", params)).fetchall()
 
 
@@ -186,7 +191,7 @@ async def insert_events(
         for event, placement in events
     ]
     params = {
-        **_check_params(first.owner_id, unless_clashing, None),
+        **_check_params(first.owner_id, unless_clashing, None, first.owner_id),
         **outbox.message_params(messages),
         "events": _json(rows),
         "username": username,

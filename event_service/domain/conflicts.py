@@ -21,18 +21,20 @@ MAX_REPORTED_CONFLICTS = 100
 @dataclass(frozen=True, slots=True)
 class Clash:
     """An existing event's occurrence that overlaps the schedule being checked.
-    `event_id` is None and `batch_index` set for an earlier item of the same batch."""
+    `event_id` is None and `batch_index` set for an earlier item of the same batch;
+    `event_id` alone is None for an event the one making the change has no role on
+    (an editor learns when the owner is busy, not which of the owner's events it is)."""
 
     event_id: str | None
     occurrence: Occurrence
     batch_index: int | None = None
 
     def as_json(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "event_id": self.event_id,
-            "start_time": rfc3339(self.occurrence.start),
-            "end_time": rfc3339(self.occurrence.end),
-        }
+        entry: dict[str, Any] = {}
+        if self.event_id is not None or self.batch_index is not None:
+            entry["event_id"] = self.event_id
+        entry["start_time"] = rfc3339(self.occurrence.start)
+        entry["end_time"] = rfc3339(self.occurrence.end)
         if self.batch_index is not None:
             entry["index"] = self.batch_index
         return entry
@@ -71,7 +73,9 @@ class CheckedSchedule:
         ]
 
 
-def find_clashes(checked: CheckedSchedule, existing: list[tuple[str, Schedule]]) -> list[Clash]:
+def find_clashes(
+    checked: CheckedSchedule, existing: list[tuple[str | None, Schedule]]
+) -> list[Clash]:
     """Clashes with the given existing events, earliest first, at most MAX_REPORTED_CONFLICTS."""
     clashes = [
         Clash(event_id, occurrence)

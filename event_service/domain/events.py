@@ -8,10 +8,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from common.errors import InvalidArgument, NotFound
-from common.timeutil import rfc3339
+from common.timeutil import MAX_YEAR, MIN_YEAR, rfc3339
 from event_service.domain.recurrence import (
-    MAX_YEAR,
-    MIN_YEAR,
     Rule,
     RuleError,
     Schedule,

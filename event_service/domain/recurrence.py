@@ -25,11 +25,12 @@ from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from common.timeutil import MAX_YEAR, MIN_YEAR
+
 YEARLY, MONTHLY, WEEKLY, DAILY = range(4)
 FREQUENCIES = {"DAILY": DAILY, "WEEKLY": WEEKLY, "MONTHLY": MONTHLY, "YEARLY": YEARLY}
 WEEKDAYS = {"MO": 0, "TU": 1, "WE": 2, "TH": 3, "FR": 4, "SA": 5, "SU": 6}
 MAX_COUNT = 10_000
-MIN_YEAR, MAX_YEAR = 1900, 2200
 MINUTES_PER_WEEK = 7 * 24 * 60
 # Occurrences after this year are never asked for (windows end by MAX_YEAR + 5).
 _LAST_EXPANDED_YEAR = MAX_YEAR + 100

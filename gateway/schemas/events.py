@@ -5,13 +5,20 @@ involve several fields (end after start, recurrence, time zone) for every caller
 """
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, field_serializer
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    field_serializer,
+)
 from pydantic_core import PydanticCustomError
 
-from common.timeutil import from_timestamp, rfc3339, to_timestamp
+from common.timeutil import MAX_YEAR, MIN_YEAR, from_timestamp, rfc3339, to_timestamp
 from eventhub.common.v1 import common_pb2
 from eventhub.events.v1 import events_pb2
 from gateway.schemas.text import NoNul
@@ -42,7 +49,23 @@ def _rfc3339_only(value: object) -> object:
     )
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+def _in_supported_years(value: datetime) -> datetime:
+    """The instant in UTC, within the API's years (`0001-01-01T00:00:00+14:00` is in
+    year 0 in UTC, which no datetime holds)."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise PydanticCustomError(
+            "datetime_range", f"must be in the years {MIN_YEAR}-{MAX_YEAR} (in UTC)"
+        )
+    return utc
+
+
+Timestamp = Annotated[
+    AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_in_supported_years)
+]
 
 ROLE_NAMES: dict[int, RoleName] = {
     common_pb2.ROLE_OWNER: "owner",

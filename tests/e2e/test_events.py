@@ -177,6 +177,23 @@ def test_stale_if_match_is_412_and_changes_nothing(api: httpx.Client, owner: Use
     assert api.delete(url, headers={**owner.headers, "If-Match": '"3"'}).status_code == 204
 
 
+@pytest.mark.parametrize(
+    "tag",
+    ['"9223372036854775808"', "9223372036854775808", '"99999999999999999999999"', '"\u00b9"',
+     '"\uff11"', '"1.0"', '"-1"'],
+)  # fmt: skip
+def test_if_match_that_names_no_version_is_412(api: httpx.Client, owner: User, tag: str) -> None:
+    """Only ASCII digits within int64 are a version: the rest matches nothing."""
+    event = create(api, owner)
+    url = f"/api/events/{event['id']}"
+    headers = {**owner.headers, "If-Match": tag.encode()}
+    assert_problem(api.patch(url, headers=headers, json={"title": "lost"}), 412)
+    assert_problem(api.delete(url, headers=headers), 412)
+    assert api.get(url, headers=owner.headers).json()["version"] == 1
+    in_a_list = {**owner.headers, "If-Match": f'{tag}, "1"'.encode()}
+    assert api.patch(url, headers=in_a_list, json={"title": "v2"}).status_code == 200
+
+
 def test_reads_see_every_write_at_once(api: httpx.Client, owner: User) -> None:
     event = create(api, owner)
     url = f"/api/events/{event['id']}"
@@ -283,6 +300,9 @@ def test_roles_decide_update_and_delete(
         ),
         ({"start_time": "1899-12-31T09:00:00Z"}, "start_time"),
         ({"end_time": "2201-01-01T10:00:00Z"}, "end_time"),
+        # Outside any datetime once in UTC
+        ({"start_time": "0001-01-01T00:00:00+14:00"}, "start_time"),
+        ({"end_time": "9999-12-31T23:59:59-14:00"}, "end_time"),
     ],
 )
 def test_invalid_event_is_422_naming_the_field(
@@ -311,6 +331,9 @@ def test_missing_fields_and_malformed_json_are_422(api: httpx.Client, owner: Use
         ({"limit": 201}, "limit"),
         ({"role": "admin"}, "role"),
         ({"start": "2026-03-01T00:00:00"}, "start"),
+        ({"start": "0001-01-01T00:00:00+14:00"}, "start"),
+        ({"end": "9999-12-31T23:59:59-14:00"}, "end"),
+        ({"start": "1899-12-31T23:00:00Z"}, "start"),
         ({"start": "2026-03-02T00:00:00Z", "end": "2026-03-01T00:00:00Z"}, "end"),
         ({"cursor": "bogus"}, "cursor"),
         ({"expand": "true", "end": "2026-03-01T00:00:00Z"}, "start"),
@@ -330,6 +353,8 @@ def test_occurrences_window_is_required_and_at_most_a_year(api: httpx.Client, ow
     )
     too_long = {"start": "2026-01-01T00:00:00Z", "end": "2027-01-03T00:00:00Z"}
     assert error_fields(api.get(url, headers=owner.headers, params=too_long)) == ["end"]
+    year_zero = {"start": "0001-01-01T00:00:00+14:00", "end": "2026-01-03T00:00:00Z"}
+    assert "start" in error_fields(api.get(url, headers=owner.headers, params=year_zero))
 
 
 # Recurrence
@@ -546,8 +571,15 @@ def test_changes_are_checked_against_the_owners_calendar(
     url = f"/api/events/{second['id']}"
     move_onto_first = {"start_time": "2026-08-03T09:30:00Z", "end_time": "2026-08-03T10:30:00Z"}
     body = assert_problem(api.patch(url, headers=editor.headers, json=move_onto_first), 409)
-    assert body["conflicts"][0]["event_id"] == first["id"]
+    # The editor learns when the owner is busy, not which event of the owner's it is...
+    assert body["conflicts"] == [
+        {"start_time": "2026-08-03T09:00:00Z", "end_time": "2026-08-03T10:00:00Z"}
+    ]
     assert api.get(url, headers=owner.headers).json()["version"] == 1
+    # ...unless they have a role on that event too.
+    share(api, owner, first["id"], editor, "viewer")
+    body = assert_problem(api.patch(url, headers=editor.headers, json=move_onto_first), 409)
+    assert body["conflicts"][0]["event_id"] == first["id"]
     moved = api.patch(
         url, headers=editor.headers, json={**move_onto_first, "allow_conflicts": True}
     )

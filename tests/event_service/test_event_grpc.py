@@ -170,6 +170,9 @@ def test_rollback_restores_content_as_a_new_version(
     back_to_moved = pb.RollbackEventRequest(id=event.id, event=moved.event, rolled_back_to=2)
     clash = rpc_error(lambda: events.RollbackEvent(back_to_moved, metadata=auth(editor)))
     assert clash.code() == grpc.StatusCode.ABORTED
+    # The editor has no role on the blocker: its times, not its id.
+    assert [c.get("event_id") for c in problem_from_rpc_error(clash)["conflicts"]] == [None]
+    clash = rpc_error(lambda: events.RollbackEvent(back_to_moved, metadata=auth(owner)))
     assert [c["event_id"] for c in problem_from_rpc_error(clash)["conflicts"]] == [blocker.id]
     # A rollback to the current content is still a new version.
     same = pb.RollbackEventRequest(id=event.id, event=original, rolled_back_to=1)
