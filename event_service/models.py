@@ -86,6 +86,9 @@ class EventAccess(Base):
 outbox = outbox_table(Base.metadata)
 
 
+_FIXED_ANSWER_BYTES = 400
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event row as the service works with it (from PostgreSQL or the cache)."""
@@ -124,6 +127,12 @@ class StoredEvent:
 
     def to_json(self) -> bytes:
         return orjson.dumps(self, option=orjson.OPT_PASSTHROUGH_DATACLASS, default=_encode)
+
+    def answer_bytes(self) -> int:
+        """About the size of the event in an answer: its text in UTF-8 and a fixed
+        allowance for ids, times and field names (see `common.paging`)."""
+        texts = (self.title, self.description, self.location, self.recurrence_rule or "")
+        return _FIXED_ANSWER_BYTES + sum(len(text.encode()) for text in texts)
 
     @classmethod
     def from_json(cls, data: bytes) -> "StoredEvent":

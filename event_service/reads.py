@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import autocommit
 from common.errors import InvalidArgument, NotFound
+from common.paging import items_within
 from common.roles import Role
 from common.timeutil import MAX_YEAR, MIN_YEAR
 from common.tokens import Caller
@@ -119,7 +120,8 @@ class EventReader:
                 last = batch[-1][0]
                 after = (last.created_at, last.id)
         page = found[:limit]
-        next_cursor = _encode_cursor(page[-1][0]) if len(found) > limit else ""
+        page = page[: items_within(event.answer_bytes() for event, _ in page)]
+        next_cursor = _encode_cursor(page[-1][0]) if len(found) > len(page) else ""
         return EventPage([EventView(e, r) for e, r in page], next_cursor)
 
     async def expand(

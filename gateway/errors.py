@@ -25,7 +25,8 @@ HTTP_STATUS_BY_GRPC_CODE = {
     grpc.StatusCode.ALREADY_EXISTS: 409,
     grpc.StatusCode.ABORTED: 409,
     grpc.StatusCode.FAILED_PRECONDITION: 412,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    # No service answers this status: it is gRPC's own "message larger than max".
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 502,
     grpc.StatusCode.UNIMPLEMENTED: 501,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.CANCELLED: 503,
@@ -35,6 +36,7 @@ HTTP_STATUS_BY_GRPC_CODE = {
 _UPSTREAM_DETAIL = {
     500: "internal error",
     501: "not implemented",
+    502: "a service this request needs gave an answer too large to pass on",
     503: "a service this request needs is unavailable; retry later",
     504: "a service this request needs did not answer in time",
 }

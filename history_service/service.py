@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from common.notifications import EDITABLE_FIELDS
+from common.paging import items_within
 from common.roles import Role
 from common.timeutil import to_timestamp
 from common.tokens import Caller
@@ -136,8 +138,11 @@ class HistoryService:
             rows = await repo.list_versions(
                 session, access.event_id, after, limit + 1, with_changes=with_changes
             )
-        if len(rows) > limit:
-            return Page(rows[:limit], rows[limit - 1].version)
+        page = rows[:limit]
+        if with_changes:
+            page = page[: items_within(len(orjson.dumps(row.changes)) for row in page)]
+        if len(rows) > len(page):
+            return Page(page, page[-1].version)
         return Page(rows, 0)
 
     async def _read_access(self, caller: Caller, event_id: str) -> _Access:

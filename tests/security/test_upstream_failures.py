@@ -4,10 +4,13 @@ deadline: problem+json on every route family, never a hang and nothing internal 
 import socket
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import httpx
 import pytest
 
+from common.grpc_client import MAX_MESSAGE_BYTES
 from scripts.stack import free_port
 from tests.conftest import User
 from tests.security.test_problem_responses import assert_clean_problem
@@ -91,3 +94,31 @@ def test_auth_service_failures_are_503_or_504(
     assert_clean_problem(response, 503)
     assert response.headers["retry-after"] == "1"
     assert time.monotonic() - started < 2 * DEADLINE + 4
+
+
+@pytest.fixture
+def oversized_upstream() -> Iterator[str]:
+    """A gRPC server whose every answer is larger than a channel takes."""
+    too_large = b"\0" * (MAX_MESSAGE_BYTES + 1)
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: too_large)
+
+    class AnyMethod(grpc.GenericRpcHandler):
+        def service(self, handler_call_details):  # type: ignore[no-untyped-def]
+            return handler
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((AnyMethod(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+def test_an_answer_too_large_to_receive_is_502_without_internals(
+    start_gateway: Callable[..., httpx.Client], make_user, oversized_upstream: str
+) -> None:
+    user: User = make_user()
+    gateway = start_gateway(EVENTHUB_EVENTS_ADDR=oversized_upstream)
+    response = gateway.get("/api/events", headers=user.headers, params={"q": "uncached"})
+    assert_clean_problem(response, 502)
+    assert "message" not in response.json()["detail"]
