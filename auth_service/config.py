@@ -15,6 +15,10 @@ class AuthSettings(CommonSettings):
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65_536
     argon2_parallelism: int = 1
+    # Memory all password hashes and checks running at once may take (each takes
+    # argon2_memory_kib), and how long a login waits for room before it is answered 503.
+    password_hashing_memory_mib: int = 256
+    password_hashing_wait: float = 2.0
 
     @model_validator(mode="after")
     def _signing_key_given(self) -> "AuthSettings":

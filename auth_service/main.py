@@ -26,6 +26,7 @@ async def run(settings: AuthSettings) -> None:
     await verifier.refresh_keys()
 
     async def close() -> None:
+        service.passwords.close()
         await redis.aclose()
         await engine.dispose()
 

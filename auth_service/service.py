@@ -1,6 +1,5 @@
 """The rules of users and tokens, independent of gRPC."""
 
-import asyncio
 import hashlib
 import re
 import secrets
@@ -10,8 +9,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,9 +16,10 @@ from auth_service import repo
 from auth_service.config import AuthSettings
 from auth_service.keys import SigningKey
 from auth_service.models import User
+from auth_service.passwords import Passwords
 from common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from common.timeutil import utcnow
-from common.tokens import ALGORITHM, Caller
+from common.tokens import ALGORITHM, EXPIRY_LEEWAY, Caller
 
 BAD_CREDENTIALS = "wrong username or password"
 BAD_REFRESH_TOKEN = "refresh token is invalid, expired or revoked"
@@ -57,43 +55,31 @@ class AuthService:
         self._sessions = sessions
         self._redis = redis
         self.signing_key = signing_key
-        self._hasher = PasswordHasher(
-            time_cost=settings.argon2_time_cost,
-            memory_cost=settings.argon2_memory_kib,
-            parallelism=settings.argon2_parallelism,
-        )
-        # Verified against when the user does not exist, so both failures cost the same.
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        self.passwords = Passwords(settings)
 
     async def register(self, username: str, email: str, password: str) -> User:
         _validate_registration(username, email, password)
         async with self._sessions() as session:
             if await repo.username_or_email_taken(session, username, email):
                 raise AlreadyExists("username or email is already registered")
-        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        password_hash = await self.passwords.hash(password)
         async with self._sessions() as session, session.begin():
             return await repo.add_user(session, username, email, password_hash)
 
     async def login(self, login: str, password: str) -> TokenPair:
         async with self._sessions() as session:
             user = await repo.find_user_by_login(session, login)
-        stored_hash = user.password_hash if user else self._dummy_hash
-        matches = await asyncio.to_thread(self._password_matches, stored_hash, password)
+        stored_hash = user.password_hash if user else self.passwords.unknown_user_hash
+        matches = await self.passwords.matches(stored_hash, password)
         if user is None or not matches:
             raise Unauthenticated(BAD_CREDENTIALS)
         new_hash = None
-        if self._hasher.check_needs_rehash(user.password_hash):
-            new_hash = await asyncio.to_thread(self._hasher.hash, password)
+        if self.passwords.needs_rehash(user.password_hash):
+            new_hash = await self.passwords.hash(password)
         async with self._sessions() as session, session.begin():
             if new_hash is not None:
                 await repo.set_password_hash(session, user.id, new_hash)
             return await self._issue(session, user, family_id=uuid.uuid4())
-
-    def _password_matches(self, password_hash: str, password: str) -> bool:
-        try:
-            return self._hasher.verify(password_hash, password)
-        except (VerificationError, InvalidHashError):
-            return False
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate a refresh token. A rotated token presented again revokes its family."""
@@ -114,8 +100,9 @@ class AuthService:
             return await self._issue(session, user, stored.family_id)
 
     async def logout(self, caller: Caller, refresh_token: str) -> None:
-        """Deny-list the access token until it expires and revoke the refresh token's family."""
-        ttl = caller.expires_at - int(time.time())
+        """Deny-list the access token for as long as it is accepted (until its expiry
+        and the leeway after) and revoke the refresh token's family."""
+        ttl = caller.expires_at + EXPIRY_LEEWAY - int(time.time())
         if ttl > 0:
             await self._redis.set(self.settings.redis_key("denylist", caller.jti), b"1", ex=ttl)
         if not refresh_token:

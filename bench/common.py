@@ -18,6 +18,7 @@ PASSWORD = "bench password 1"
 # is cheap (seeding registers many users) and only warnings are logged.
 BENCH_SETTINGS = {
     "EVENTHUB_RATE_LIMIT_LOGIN": "1000000/minute",
+    "EVENTHUB_RATE_LIMIT_LOGIN_USER": "1000000/minute",
     "EVENTHUB_RATE_LIMIT_REFRESH": "1000000/minute",
     "EVENTHUB_RATE_LIMIT_USER": "100000000/minute",
     "EVENTHUB_ARGON2_TIME_COST": "1",

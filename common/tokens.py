@@ -33,6 +33,9 @@ class Caller:
 
 
 KeyFetcher = Callable[[], Awaitable[dict[str, str]]]
+# How long after its expiry a token is still accepted (clock skew between services);
+# a logged-out token stays deny-listed that much longer.
+EXPIRY_LEEWAY = 5
 
 
 class TokenVerifier:
@@ -42,7 +45,7 @@ class TokenVerifier:
         audience: str,
         fetch_keys: KeyFetcher,
         refetch_interval: float = 10.0,
-        leeway: float = 5.0,
+        leeway: float = EXPIRY_LEEWAY,
         verified_capacity: int = 10_000,
     ) -> None:
         self._issuer = issuer

@@ -34,6 +34,7 @@ class Gateway:
     verifier: TokenVerifier
     limiter: RateLimiter
     login_limit: Limit
+    login_user_limit: Limit
     refresh_limit: Limit
     user_limit: Limit
     trusted_proxies: list[IPNetwork]
@@ -70,6 +71,7 @@ class Gateway:
             ),
             limiter=RateLimiter(redis, key_prefix=settings.redis_key("ratelimit")),
             login_limit=parse_limit(settings.rate_limit_login),
+            login_user_limit=parse_limit(settings.rate_limit_login_user),
             refresh_limit=parse_limit(settings.rate_limit_refresh),
             user_limit=parse_limit(settings.rate_limit_user),
             trusted_proxies=parse_networks(settings.trusted_proxies),

@@ -17,7 +17,7 @@ from common.tokens import Caller
 from gateway.clients import Gateway
 from gateway.errors import HTTPProblem
 from gateway.middleware import add_response_headers
-from gateway.ratelimit import Decision, HashRead, Limit, client_ip
+from gateway.ratelimit import Decision, HashRead, Limit, client_ip, client_network
 
 
 async def get_gateway(request: Request) -> Gateway:
@@ -36,13 +36,21 @@ def apply_decision(request: Request, decision: Decision) -> None:
 
 
 async def _limit_per_ip(request: Request, gateway: Gateway, limit: Limit, budget: str) -> None:
-    ip = client_ip(request.scope, gateway.trusted_proxies)
-    apply_decision(request, await gateway.limiter.hit(limit, budget, ip))
+    address = client_network(client_ip(request.scope, gateway.trusted_proxies))
+    apply_decision(request, await gateway.limiter.hit(limit, budget, address))
 
 
 async def login_rate_limit(request: Request, gateway: Services) -> None:
     """One budget per client IP shared by login and register."""
     await _limit_per_ip(request, gateway, gateway.login_limit, "login")
+
+
+async def limit_login_per_username(request: Request, gateway: Services, login: str) -> None:
+    """Beside the per-address budget: attempts on one account from many addresses.
+    Its headers are sent only when it refuses (the per-address budget's otherwise)."""
+    decision = await gateway.limiter.hit(gateway.login_user_limit, "login-user", login.casefold())
+    if not decision.allowed:
+        apply_decision(request, decision)
 
 
 async def refresh_rate_limit(request: Request, gateway: Services) -> None:

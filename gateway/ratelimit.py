@@ -258,6 +258,21 @@ def client_ip(scope: Scope, trusted_proxies: list[IPNetwork]) -> str:
     return peer
 
 
+def client_network(address: str) -> str:
+    """What a per-address budget is kept for: the address itself for IPv4, its /64 for
+    IPv6 (one subscriber usually holds a whole /64, so single addresses cost nothing
+    to rotate through)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def _is_trusted(address: str, trusted_proxies: list[IPNetwork]) -> bool:
     if not trusted_proxies:
         return False

@@ -27,6 +27,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         EVENTHUB_TEST_RUN_DIR=str(run_dir),
         # Generous limits so the suite is not throttled; rate-limit tests start their own gateway.
         EVENTHUB_RATE_LIMIT_LOGIN="100000/minute",
+        EVENTHUB_RATE_LIMIT_LOGIN_USER="100000/minute",
         EVENTHUB_RATE_LIMIT_REFRESH="100000/minute",
         EVENTHUB_RATE_LIMIT_USER="1000000/minute",
         # Cheap password hashing keeps the suite fast; production uses the defaults.

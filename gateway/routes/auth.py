@@ -6,7 +6,13 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from eventhub.auth.v1 import auth_pb2
-from gateway.deps import CurrentUser, Services, login_rate_limit, refresh_rate_limit
+from gateway.deps import (
+    CurrentUser,
+    Services,
+    limit_login_per_username,
+    login_rate_limit,
+    refresh_rate_limit,
+)
 from gateway.openapi import problem_responses
 from gateway.schemas.auth import LoginIn, LogoutIn, RefreshIn, RegisterIn, TokenPair, User
 
@@ -57,8 +63,9 @@ async def login_credentials(request: Request) -> LoginIn:
     responses=problem_responses(401, 422, 429),
 )
 async def login(
-    credentials: Annotated[LoginIn, Depends(login_credentials)], gateway: Services
+    request: Request, credentials: Annotated[LoginIn, Depends(login_credentials)], gateway: Services
 ) -> TokenPair:
+    await limit_login_per_username(request, gateway, credentials.username)
     pair = await gateway.auth.Login(
         auth_pb2.LoginRequest(username=credentials.username, password=credentials.password)
     )

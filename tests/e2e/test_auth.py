@@ -1,5 +1,6 @@
 """The Auth section of API.md over HTTP against the running system."""
 
+import concurrent.futures
 import time
 import uuid
 
@@ -7,6 +8,8 @@ import httpx
 import jwt
 import pytest
 
+from common.tokens import EXPIRY_LEEWAY
+from scripts.stack import Stack, free_port, wait_until
 from tests.conftest import User
 from tests.e2e.helpers import assert_problem
 
@@ -183,6 +186,80 @@ def test_logout_without_refresh_token_revokes_only_the_access_token(
     assert (
         api.post("/api/auth/refresh", json={"refresh_token": user.refresh_token}).status_code == 200
     )
+
+
+def test_logged_out_token_stays_refused_through_the_expiry_leeway(
+    stack: Stack, start_gateway, make_user
+) -> None:
+    """Tokens are accepted up to EXPIRY_LEEWAY seconds after they expire: a token logged
+    out in that time must stay refused, not come back when its deny-list entry lapses."""
+    user: User = make_user()
+    auth_addr = f"127.0.0.1:{free_port()}"
+    stack.start(
+        "auth_service",
+        {"EVENTHUB_AUTH_ADDR": auth_addr, "EVENTHUB_ACCESS_TOKEN_TTL": "1"},
+        tag="-short-tokens",
+    )
+    try:
+        gateway = start_gateway(EVENTHUB_AUTH_ADDR=auth_addr)
+        credentials = {"username": user.username, "password": user.password}
+        logged_in: list[httpx.Response] = []
+
+        def login() -> bool:
+            logged_in.append(gateway.post("/api/auth/login", json=credentials))
+            return logged_in[-1].status_code == 200
+
+        wait_until(login, 30, "a login through the short-token auth service")
+        token = logged_in[-1].json()["access_token"]
+        expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
+        headers = {"Authorization": f"Bearer {token}"}
+        wait_until(lambda: time.time() > expires_at + 1, 5, "the token's expiry")
+        assert time.time() < expires_at + EXPIRY_LEEWAY - 1, "too slow to test the leeway"
+        assert gateway.get("/api/auth/me", headers=headers).status_code == 200
+        assert gateway.post("/api/auth/logout", headers=headers).status_code == 204
+        assert_problem(gateway.get("/api/auth/me", headers=headers), 401)
+    finally:
+        stack.stop("auth_service-short-tokens")
+
+
+def test_password_checks_beyond_their_memory_budget_are_503(stack: Stack, start_gateway) -> None:
+    """Room for one 64 MiB argon2 check at a time: a burst of logins gets 503 with
+    Retry-After beyond it, never a queue that holds memory without bound."""
+    auth_addr = f"127.0.0.1:{free_port()}"
+    stack.start(
+        "auth_service",
+        {
+            "EVENTHUB_AUTH_ADDR": auth_addr,
+            "EVENTHUB_ARGON2_TIME_COST": "2",
+            "EVENTHUB_ARGON2_MEMORY_KIB": "65536",
+            "EVENTHUB_PASSWORD_HASHING_MEMORY_MIB": "64",
+            "EVENTHUB_PASSWORD_HASHING_WAIT": "0.1",
+        },
+        tag="-one-hash",
+    )
+    try:
+        gateway = start_gateway(EVENTHUB_AUTH_ADDR=auth_addr)
+        username = new_username()
+        account = {"username": username, "password": PASSWORD}
+        registration = {**account, "email": f"{username}@example.com"}
+        registered: list[httpx.Response] = []
+
+        def register() -> bool:
+            registered.append(gateway.post("/api/auth/register", json=registration))
+            return registered[-1].status_code == 201
+
+        wait_until(register, 30, "a registration through the one-hash auth service")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(
+                pool.map(lambda _: gateway.post("/api/auth/login", json=account), range(20))
+            )
+        statuses = [answer.status_code for answer in answers]
+        assert set(statuses) == {200, 503}, statuses
+        busy = next(answer for answer in answers if answer.status_code == 503)
+        assert_problem(busy, 503)
+        assert busy.headers["Retry-After"] == "1"
+    finally:
+        stack.stop("auth_service-one-hash")
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,44 @@ def test_login_budget_is_shared_by_two_gateways(limited_pair, make_user) -> None
     )
 
 
+def test_logins_to_one_account_have_a_budget_of_their_own(start_gateway, make_user) -> None:
+    """Three addresses (through a trusted proxy), one account: the account's budget
+    runs out for all of them; another account is not affected."""
+    gateway = start_gateway(
+        EVENTHUB_RATE_LIMIT_LOGIN_USER="3/minute", EVENTHUB_TRUSTED_PROXIES='["127.0.0.1"]'
+    )
+    user: User = make_user()
+    other: User = make_user()
+    wrong = {"username": user.username, "password": "not the password"}
+    for address in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
+        response = gateway.post("/api/auth/login", json=wrong, headers={"X-Forwarded-For": address})
+        assert_problem(response, 401)
+    right = {"username": user.username.upper(), "password": user.password}
+    refused = gateway.post("/api/auth/login", json=right, headers={"X-Forwarded-For": "192.0.2.9"})
+    assert_problem(refused, 429)
+    assert "Retry-After" in refused.headers
+    others = {"username": other.username, "password": other.password}
+    assert gateway.post("/api/auth/login", json=others).status_code == 200
+
+
+def test_ipv6_clients_share_a_budget_per_64(start_gateway, make_user) -> None:
+    gateway = start_gateway(
+        EVENTHUB_RATE_LIMIT_LOGIN="2/minute", EVENTHUB_TRUSTED_PROXIES='["127.0.0.1"]'
+    )
+    user: User = make_user()
+    credentials = {"username": user.username, "password": user.password}
+
+    def login(address: str) -> httpx.Response:
+        return gateway.post(
+            "/api/auth/login", json=credentials, headers={"X-Forwarded-For": address}
+        )
+
+    assert login("2001:db8:7:1::1").status_code == 200
+    assert login("2001:db8:7:1::2").status_code == 200
+    assert_problem(login("2001:db8:7:1:abcd::3"), 429)  # the same /64
+    assert login("2001:db8:7:2::1").status_code == 200  # the next /64
+
+
 def test_user_budget_is_shared_by_two_gateways(limited_pair, make_user) -> None:
     user: User = make_user()
     other: User = make_user()

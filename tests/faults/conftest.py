@@ -41,6 +41,7 @@ def fault_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         run_dir,
         EVENTHUB_TEST_RUN_DIR=str(run_dir),
         EVENTHUB_RATE_LIMIT_LOGIN="100000/minute",
+        EVENTHUB_RATE_LIMIT_LOGIN_USER="100000/minute",
         EVENTHUB_RATE_LIMIT_REFRESH="100000/minute",
         EVENTHUB_RATE_LIMIT_USER="1000000/minute",
         EVENTHUB_ARGON2_TIME_COST="1",

@@ -1,6 +1,6 @@
 """X-Forwarded-For is believed only from configured proxies."""
 
-from gateway.ratelimit import client_ip, parse_networks
+from gateway.ratelimit import client_ip, client_network, parse_networks
 
 
 def scope(peer: str, forwarded: str | None = None) -> dict:
@@ -31,3 +31,15 @@ def test_the_nearest_untrusted_hop_wins_over_spoofed_ones() -> None:
 def test_a_trusted_peer_without_the_header_is_the_client() -> None:
     trusted = parse_networks(["127.0.0.1"])
     assert client_ip(scope("127.0.0.1"), trusted) == "127.0.0.1"
+
+
+def test_an_ipv6_client_is_limited_by_its_64() -> None:
+    assert client_network("2001:db8:1:2::1") == client_network("2001:db8:1:2:ffff::9")
+    assert client_network("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_network("2001:db8:1:3::1") != client_network("2001:db8:1:2::1")
+
+
+def test_an_ipv4_client_is_limited_by_its_address() -> None:
+    assert client_network("198.51.100.1") == "198.51.100.1"
+    assert client_network("::ffff:198.51.100.1") == "198.51.100.1"
+    assert client_network("unknown") == "unknown"
