@@ -14,7 +14,7 @@ from eventhub.auth.v1 import auth_pb2, auth_pb2_grpc
 
 
 async def run(settings: AuthSettings) -> None:
-    engine = make_engine(settings.database_url, settings.db_pool_size)
+    engine = make_engine(settings.database_url, settings.db_pool_size, settings.grpc_deadline)
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     signing_key = SigningKey.from_pem(settings.signing_key_pem())
     service = AuthService(settings, make_sessionmaker(engine), redis, signing_key)

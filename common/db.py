@@ -29,7 +29,21 @@ def service_metadata(schema: str) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
 
-def make_engine(database_url: str, pool_size: int) -> AsyncEngine:
+def connection_options(statement_timeout: float | None) -> str:
+    """Settings of every connection: timestamps come back in UTC whatever the server's
+    zone, as the API writes them; and a service's statements end after
+    `statement_timeout` (its gRPC deadline: nobody waits for an answer after that),
+    their lock waits after half of it (what is left is the time to do the work)."""
+    options = "-c timezone=UTC"
+    if statement_timeout:
+        milliseconds = round(statement_timeout * 1000)
+        options += f" -c statement_timeout={milliseconds} -c lock_timeout={milliseconds // 2}"
+    return options
+
+
+def make_engine(
+    database_url: str, pool_size: int, statement_timeout: float | None = None
+) -> AsyncEngine:
     engine = create_async_engine(
         database_url,
         pool_size=pool_size,
@@ -41,8 +55,7 @@ def make_engine(database_url: str, pool_size: int) -> AsyncEngine:
         pool_timeout=5,
         # Statement parameters (usernames, emails, hashes) stay out of error logs.
         hide_parameters=True,
-        # Timestamps come back in UTC whatever the server's zone, as the API writes them.
-        connect_args={"options": "-c timezone=UTC"},
+        connect_args={"options": connection_options(statement_timeout)},
     )
     event.listen(engine.sync_engine.pool, "checkout", _replace_if_closed_by_server)
     return engine
@@ -65,7 +78,9 @@ def closed_by_server(connection: psycopg.AsyncConnection) -> bool:
         return True
 
 
-def make_write_pool(database_url: str, size: int, timeout: float) -> AsyncConnectionPool:
+def make_write_pool(
+    database_url: str, size: int, timeout: float, statement_timeout: float | None = None
+) -> AsyncConnectionPool:
     """Psycopg's own pool, for `pipelined_transaction` on the write paths: taking and
     returning one of its connections costs half of what SQLAlchemy's async pool does
     (no greenlet hop, no isolation-level switch), measured under load. Open it with
@@ -91,10 +106,13 @@ def make_write_pool(database_url: str, size: int, timeout: float) -> AsyncConnec
         reconnect_timeout=1,
         open=False,
         check=check,
-        # Timestamps come back in UTC whatever the server's zone, as the API writes them;
-        # a connection attempt that hangs (a server that accepts and never answers)
+        # A connection attempt that hangs (a server that accepts and never answers)
         # gives up, or the pool would wait on it for good.
-        kwargs={"autocommit": True, "options": "-c timezone=UTC", "connect_timeout": 2},
+        kwargs={
+            "autocommit": True,
+            "options": connection_options(statement_timeout),
+            "connect_timeout": 2,
+        },
         name="writes",
     )
 

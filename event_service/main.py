@@ -21,9 +21,12 @@ from eventhub.events.v1 import events_pb2, events_pb2_grpc
 
 
 async def run(settings: EventSettings) -> None:
-    engine = make_engine(settings.database_url, settings.db_pool_size)
+    engine = make_engine(settings.database_url, settings.db_pool_size, settings.grpc_deadline)
     writes = make_write_pool(
-        settings.database_url, settings.db_pool_size, timeout=settings.grpc_deadline / 2
+        settings.database_url,
+        settings.db_pool_size,
+        timeout=settings.grpc_deadline / 2,
+        statement_timeout=settings.grpc_deadline,
     )
     await writes.open()
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)

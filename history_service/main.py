@@ -15,7 +15,7 @@ from history_service.servicer import HistoryServicer
 
 
 async def run(settings: HistorySettings) -> None:
-    engine = make_engine(settings.database_url, settings.db_pool_size)
+    engine = make_engine(settings.database_url, settings.db_pool_size, settings.grpc_deadline)
     sessions = make_sessionmaker(engine)
     deadline = settings.grpc_deadline
     channels = [

@@ -16,7 +16,7 @@ from sharing_service.users import UserDirectory
 
 
 async def run(settings: SharingSettings) -> None:
-    engine = make_engine(settings.database_url, settings.db_pool_size)
+    engine = make_engine(settings.database_url, settings.db_pool_size, settings.grpc_deadline)
     channels = [
         open_channel(settings.auth_addr, settings.grpc_deadline),
         open_channel(settings.events_addr, settings.grpc_deadline),
