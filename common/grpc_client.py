@@ -21,9 +21,15 @@ from eventhub.auth.v1 import auth_pb2, auth_pb2_grpc
 # over this one is a bug, answered 502 by the gateway.
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
+# Problem details travel in trailing metadata: a batch of 500 items, each with errors
+# in several fields, names them all (gRPC's default refuses more than 8 KiB).
+MAX_METADATA_BYTES = 1024 * 1024
+
 _CHANNEL_OPTIONS = [
     ("grpc.lb_policy_name", "round_robin"),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+    ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
     # A restarted replica gets calls again within a second, however long it was down
     # (gRPC's default backoff grows to 120 s).
