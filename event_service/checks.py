@@ -2,19 +2,24 @@
 PostgreSQL found (span and week footprint overlap) are expanded and compared
 occurrence by occurrence; a clash is a Conflict that lists the clashing occurrences."""
 
+import asyncio
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from common.errors import Conflict
 from event_service import write_repo
 from event_service.domain.conflicts import (
     CheckedSchedule,
     Clash,
+    ComparisonBudget,
     clashes_with_earlier_items,
     find_clashes,
 )
 from event_service.domain.events import ValidEvent, make_schedule
 from event_service.domain.recurrence import Schedule
+
+T = TypeVar("T")
 
 
 def existing_by_item(
@@ -32,9 +37,30 @@ def existing_by_item(
     return existing
 
 
+async def beside_the_loop(series: bool, check: Callable[..., T], *args: Any) -> T:
+    """Run a check; in a worker thread when series are involved, which are compared
+    occurrence by occurrence (up to the request's `ComparisonBudget`), so that the
+    event loop keeps serving other calls meanwhile."""
+    if series:
+        return await asyncio.to_thread(check, *args)
+    return check(*args)
+
+
+def involve_series(candidates: list[write_repo.Candidate]) -> bool:
+    return any(rule for *_, rule, _visible in candidates)
+
+
 class Checked:
     """New schedules to check against their owner's calendar; a batch's items are
-    checked against the items before them too."""
+    checked against the items before them too. Build it with `Checked.of` and refuse
+    with `refuse`, which run the comparisons of series beside the event loop."""
+
+    @classmethod
+    async def of(
+        cls, valid: list[ValidEvent], placements: list[write_repo.Placement], batch: bool
+    ) -> "Checked":
+        series = any(item.schedule.is_series for item in valid)
+        return await beside_the_loop(series, cls, valid, placements, batch)
 
     def __init__(
         self,
@@ -42,7 +68,8 @@ class Checked:
         placements: list[write_repo.Placement],
         batch: bool,
     ) -> None:
-        self._schedules = [CheckedSchedule(item.schedule) for item in valid]
+        budget = ComparisonBudget()  # the request's
+        self._schedules = [CheckedSchedule(item.schedule, budget) for item in valid]
         self._batch = batch
         self.checks: list[write_repo.Check] = [
             (c.window_start, c.window_end, placement.footprint)
@@ -52,6 +79,12 @@ class Checked:
             clashes_with_earlier_items(self._schedules, index) for index in range(len(valid))
         ]
         self.clash_within = any(self._within)
+        self._series = any(c.schedule.is_series for c in self._schedules)
+
+    async def refuse(self, candidates: list[write_repo.Candidate]) -> None:
+        """`refuse_clashes`, beside the event loop when series are involved."""
+        series = self._series or involve_series(candidates)
+        await beside_the_loop(series, self.refuse_clashes, candidates)
 
     def refuse_clashes(self, candidates: list[write_repo.Candidate]) -> None:
         """Conflict naming the first item that clashes with one of the owner's events

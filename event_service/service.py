@@ -7,6 +7,7 @@ its notification (outbox) commit together; a create also commits the owner's
 access row and its access-change notification.
 """
 
+import asyncio
 import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from common import outbox
 from common.db import pipelined_transaction, pooled_connection
 from common.errors import (
-    Conflict,
+    DomainError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -34,7 +35,13 @@ from common.timeutil import utcnow
 from common.tokens import Caller
 from event_service import write_repo
 from event_service.cache import EventCache
-from event_service.checks import Checked, conflict, existing_by_item
+from event_service.checks import (
+    Checked,
+    beside_the_loop,
+    conflict,
+    existing_by_item,
+    involve_series,
+)
 from event_service.config import EventSettings
 from event_service.domain.conflicts import (
     CheckedSchedule,
@@ -49,7 +56,7 @@ from event_service.domain.events import (
     validate,
     validate_all,
 )
-from event_service.domain.recurrence import week_footprint
+from event_service.domain.recurrence import Schedule, week_footprint
 from event_service.group_commit import GroupCommit, Pending, settle
 from event_service.models import StoredEvent
 from event_service.models import outbox as outbox_table
@@ -105,7 +112,7 @@ class EventService:
     async def create(self, caller: Caller, draft: EventDraft, allow_conflicts: bool) -> EventView:
         """One event. Creates on one calendar that arrive together share a transaction
         (`group_commit`), each checked as if it ran alone after the ones before it."""
-        create = _Create(caller, validate(draft), allow_conflicts)
+        create = _Create(caller, await _validated(draft), allow_conflicts)
         return await self._creates.submit(uuid.UUID(caller.user_id), create)
 
     async def _create_group(
@@ -126,25 +133,13 @@ class EventService:
             (c.window_start, c.window_end, placement.footprint)
             for c, (_, placement) in zip(checked, new, strict=True)
         ]
-        refused: dict[int, Conflict] = {}
-        accepted: list[int] = []
         async with pipelined_transaction(self._writes) as conn:
             await write_repo.lock_owner_calendar(conn, owner_id)
-            existing = existing_by_item(
-                await write_repo.clash_candidates(conn, owner_id, checks), len(group)
+            candidates = await write_repo.clash_candidates(conn, owner_id, checks)
+            series = involve_series(candidates) or any(c.schedule.is_series for c in checked)
+            refused, accepted = await beside_the_loop(
+                series, _sort_out, group, new, checked, existing_by_item(candidates, len(group))
             )
-            for index, pending in enumerate(group):
-                if not pending.item.allow_conflicts:
-                    earlier = [
-                        (str(new[a][0].id), checked[a].schedule)
-                        for a in accepted
-                        if may_overlap(checked[a], checked[index])
-                    ]
-                    clashes = find_clashes(checked[index], existing[index] + earlier)
-                    if clashes:
-                        refused[index] = conflict(clashes)
-                        continue
-                accepted.append(index)
             if accepted:
                 caller = group[0].item.caller
                 events = [new[index] for index in accepted]
@@ -169,7 +164,10 @@ class EventService:
         Conflict tells which item clashed (`index`)."""
         if not 1 <= len(drafts) <= MAX_BATCH:
             raise InvalidArgument.field("events", f"must hold 1 to {MAX_BATCH} events")
-        valid = validate_all(drafts, "events.")
+        if any(draft.recurrence_rule for draft in drafts):
+            valid = await asyncio.to_thread(validate_all, drafts, "events.")
+        else:
+            valid = validate_all(drafts, "events.")
         owner = uuid.UUID(caller.user_id)
         now = utcnow()
         # A microsecond apart, so that newest-first lists show a batch's last item first.
@@ -182,7 +180,7 @@ class EventService:
         )
         new = _NewEvents(owner, caller.username, events, messages)
         placements = [placement for _, placement in events]
-        checked = None if allow_conflicts else Checked(valid, placements, batch=True)
+        checked = None if allow_conflicts else await Checked.of(valid, placements, batch=True)
         # Items of a batch that clash among themselves are refused: checked carefully,
         # the error names the first item that clashes, in the calendar or the batch.
         careful = checked is not None and checked.clash_within
@@ -200,7 +198,7 @@ class EventService:
         async with pipelined_transaction(self._writes) as conn:
             await write_repo.lock_owner_calendar(conn, new.owner)
             if careful and checked:
-                checked.refuse_clashes(await write_repo.clash_candidates(conn, new.owner, checks))
+                await checked.refuse(await write_repo.clash_candidates(conn, new.owner, checks))
             cursor = await write_repo.insert_events(
                 conn,
                 new.username,
@@ -211,7 +209,7 @@ class EventService:
             )
         candidates = await cursor.fetchall()
         if checked:
-            checked.refuse_clashes(candidates)
+            await checked.refuse(candidates)
         return not candidates
 
     async def replace(
@@ -313,7 +311,7 @@ class EventService:
         if not seen.role.may_edit or expected_version not in (None, current.version):
             return None
         try:
-            valid = validate(change.new_content(current))
+            valid = await _validated(change.new_content(current))
         except InvalidArgument:
             return None
         changes = changes_between(current.draft(), valid.draft)
@@ -352,7 +350,7 @@ class EventService:
             current, role, holders = await self._lock_with_role(conn, parsed, caller)
             if not role.may_edit:
                 raise PermissionDenied(ROLE_TOO_LOW)
-            valid = validate(change.new_content(current))
+            valid = await _validated(change.new_content(current))
             _check_version(current, expected_version)
             changes = changes_between(current.draft(), valid.draft)
             if not changes and change_type == "updated":
@@ -362,9 +360,9 @@ class EventService:
             if reschedules and not lock_calendar:
                 raise _RescheduledMeanwhile
             if reschedules and not allow_conflicts:
-                checked = Checked([valid], [placement], batch=False)
+                checked = await Checked.of([valid], [placement], batch=False)
                 reader = uuid.UUID(caller.user_id)
-                checked.refuse_clashes(
+                await checked.refuse(
                     await write_repo.clash_candidates(
                         conn, owner, checked.checks, exclude=parsed, reader=reader
                     )
@@ -418,6 +416,43 @@ def _new_event(owner: uuid.UUID, draft: EventDraft, now: datetime) -> StoredEven
         created_at=now,
         updated_at=now,
     )
+
+
+def _sort_out(
+    group: list[Pending[_Create, EventView]],
+    new: list[tuple[StoredEvent, write_repo.Placement]],
+    checked: list[CheckedSchedule],
+    existing: list[list[tuple[str | None, Schedule]]],
+) -> tuple[dict[int, DomainError], list[int]]:
+    """Which creates of a group clash (with the calendar or an earlier accepted create
+    of the group) or cost too much to check, and which are accepted."""
+    refused: dict[int, DomainError] = {}
+    accepted: list[int] = []
+    for index, pending in enumerate(group):
+        if not pending.item.allow_conflicts:
+            earlier: list[tuple[str | None, Schedule]] = [
+                (str(new[a][0].id), checked[a].schedule)
+                for a in accepted
+                if may_overlap(checked[a], checked[index])
+            ]
+            try:
+                clashes = find_clashes(checked[index], existing[index] + earlier)
+            except InvalidArgument as too_costly:  # past the request's ComparisonBudget
+                refused[index] = too_costly
+                continue
+            if clashes:
+                refused[index] = conflict(clashes)
+                continue
+        accepted.append(index)
+    return refused, accepted
+
+
+async def _validated(draft: EventDraft) -> ValidEvent:
+    """`validate`; for a series in a worker thread, so that searching its rule (up to
+    the request's budget, `recurrence.SearchBudget`) does not stall other calls."""
+    if draft.recurrence_rule:
+        return await asyncio.to_thread(validate, draft)
+    return validate(draft)
 
 
 def _next_version(current: StoredEvent, draft: EventDraft) -> StoredEvent:

@@ -13,6 +13,8 @@ from event_service.domain.recurrence import (
     Rule,
     RuleError,
     Schedule,
+    SearchBudget,
+    check_series,
     parse_rule,
 )
 
@@ -66,25 +68,27 @@ class ValidEvent:
 
 def validate(draft: EventDraft, prefix: str = "") -> ValidEvent:
     """The draft with its schedule, or InvalidArgument naming each bad field."""
-    errors = field_errors(draft)
+    errors = field_errors(draft, SearchBudget())
     if errors:
         raise InvalidArgument([{"field": prefix + f, "message": m} for f, m in errors])
     return ValidEvent(draft, schedule_of(draft))
 
 
 def validate_all(drafts: list[EventDraft], prefix: str) -> list[ValidEvent]:
-    """Every draft validated; errors of all of them at once, named `<prefix><index>.<field>`."""
+    """Every draft validated; errors of all of them at once, named `<prefix><index>.<field>`.
+    Their series share one search budget: a request's rules cost the service so much."""
+    budget = SearchBudget()
     errors = [
         {"field": f"{prefix}{index}.{name}", "message": message}
         for index, draft in enumerate(drafts)
-        for name, message in field_errors(draft)
+        for name, message in field_errors(draft, budget)
     ]
     if errors:
         raise InvalidArgument(errors)
     return [ValidEvent(draft, schedule_of(draft)) for draft in drafts]
 
 
-def field_errors(draft: EventDraft) -> list[tuple[str, str]]:
+def field_errors(draft: EventDraft, budget: SearchBudget) -> list[tuple[str, str]]:
     errors = []
     if not 1 <= len(draft.title) <= TITLE_MAX:
         errors.append(("title", f"must be 1 to {TITLE_MAX} characters"))
@@ -113,6 +117,8 @@ def field_errors(draft: EventDraft) -> list[tuple[str, str]]:
     elif draft.recurrence_rule and zone_ok:
         try:
             cached_rule(draft.recurrence_rule, draft.timezone)
+            if times_ok:
+                check_series(schedule_of(draft), budget)
         except RuleError as error:
             errors.append(("recurrence_rule", str(error)))
     return errors

@@ -18,6 +18,7 @@ import calendar
 import math
 import re
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -32,6 +33,15 @@ FREQUENCIES = {"DAILY": DAILY, "WEEKLY": WEEKLY, "MONTHLY": MONTHLY, "YEARLY": Y
 WEEKDAYS = {"MO": 0, "TU": 1, "WE": 2, "TH": 3, "FR": 4, "SA": 5, "SU": 6}
 MAX_COUNT = 10_000
 MINUTES_PER_WEEK = 7 * 24 * 60
+# A series must repeat within this many years of its first occurrence. Every rule that
+# repeats at all does, well within it (the rarest, 29 February, within 8: 2096 to
+# 2104); a rule that never does would be searched period by period to the last year
+# ever expanded, for every listing and check that meets it.
+REPEATS_WITHIN_YEARS = 8
+# What one request may make the service search, over all its rules (see SearchBudget):
+# about 0.1-0.2 s of CPU. A daily rule with a BY-filter and COUNT=10000 searches
+# 10,000 periods or more, one that repeats within 8 years at most 2,923.
+REQUEST_SEARCH_PERIODS = 50_000
 # Occurrences after this year are never asked for (windows end by MAX_YEAR + 5).
 _LAST_EXPANDED_YEAR = MAX_YEAR + 100
 _LAST_EXPANDED_ORDINAL = date(_LAST_EXPANDED_YEAR, 12, 31).toordinal()
@@ -423,6 +433,48 @@ class Schedule:
                 yield local
 
 
+class SearchBudget:
+    """How many periods (days, weeks, months or years, by FREQ) the checks of one
+    request may still search; RuleError once spent. It bounds what one request can
+    make the service compute, whatever rules it sends."""
+
+    def __init__(self, periods: int = REQUEST_SEARCH_PERIODS) -> None:
+        self._left = periods
+
+    def spend(self) -> None:
+        self._left -= 1
+        if self._left < 0:
+            raise RuleError(
+                "takes too long to expand: the request's rules search more than "
+                f"{REQUEST_SEARCH_PERIODS:,} periods in all; send fewer series, or "
+                "rules that repeat more often"
+            )
+
+
+def check_series(schedule: Schedule, budget: SearchBudget) -> None:
+    """RuleError unless the series repeats within REPEATS_WITHIN_YEARS of its start
+    (unless COUNT=1, or UNTIL comes first) and a COUNT series ends within the
+    supported years; searching at most what is left of `budget`."""
+    rule = schedule.rule
+    assert rule is not None
+    if rule.count == 1:
+        return
+    first = schedule._local_start.replace(microsecond=0)
+    horizon = first + timedelta(days=366 * REPEATS_WITHIN_YEARS)
+
+    def starts(not_after: datetime | None) -> Iterator[datetime]:
+        if rule.is_simple:
+            return _simple_local_starts(rule, first, None, budget)
+        return _period_local_starts(rule, first, None, not_after, budget)
+
+    repeats = any(first < local <= horizon for local in starts(horizon))
+    ends_first = rule.until is not None and rule.until <= horizon
+    if not repeats and not ends_first:
+        raise RuleError(f"yields no occurrence within {REPEATS_WITHIN_YEARS} years of the start")
+    if rule.count is not None and deque(starts(None), maxlen=1)[-1].year > MAX_YEAR:
+        raise RuleError(f"COUNT={rule.count} runs past the year {MAX_YEAR}")
+
+
 @lru_cache(maxsize=1024)
 def _count_series_starts(start: datetime, zone: str, rule: Rule) -> list[datetime]:
     """Cached: such a series is expanded whole, and is checked on every overlapping change."""
@@ -443,9 +495,10 @@ def _simple_pattern(rule: Rule, first: datetime) -> tuple[list[int], set[int] | 
 
 
 def _simple_local_starts(
-    rule: Rule, first: datetime, not_before: datetime | None
+    rule: Rule, first: datetime, not_before: datetime | None, budget: "SearchBudget | None" = None
 ) -> Iterator[datetime]:
-    """The starts of a simple DAILY/WEEKLY rule, computed period by period."""
+    """The starts of a simple DAILY/WEEKLY rule, computed period by period (each spent
+    from `budget` if given)."""
     clock = first.time()
     offsets, weekdays, period_start, period_days = _simple_pattern(rule, first)
     period = 0
@@ -453,6 +506,8 @@ def _simple_local_starts(
         period = max(0, (not_before.toordinal() - period_start) // period_days)
     until, count, produced = rule.until, rule.count, 0
     while True:
+        if budget is not None:
+            budget.spend()
         base = period_start + period * period_days
         for offset in offsets:
             ordinal = base + offset
@@ -593,10 +648,15 @@ def _month_length(year: int, month: int) -> int:
 
 
 def _period_local_starts(
-    rule: Rule, first: datetime, not_before: datetime | None, not_after: datetime | None
+    rule: Rule,
+    first: datetime,
+    not_before: datetime | None,
+    not_after: datetime | None,
+    budget: "SearchBudget | None" = None,
 ) -> Iterator[datetime]:
     """The starts of any rule, period by period, from DTSTART (or from the period
-    holding `not_before`, without COUNT) to the period holding `not_after`."""
+    holding `not_before`, without COUNT) to the period holding `not_after`; each
+    period searched is spent from `budget` if given."""
     pattern = _pattern(rule, first.date())
     clock = first.time()
     period = 0
@@ -605,6 +665,8 @@ def _period_local_starts(
     last = pattern.period_of(not_after.date()) if not_after is not None else None
     until, count, produced = rule.until, rule.count, 0
     while last is None or period <= last:
+        if budget is not None:
+            budget.spend()
         days = pattern.days_of(period)
         if days is None:
             return

@@ -438,18 +438,25 @@ def test_endless_series_can_be_read_far_ahead(api: httpx.Client, owner: User) ->
     ]
 
 
-def test_a_rule_that_never_recurs_is_just_its_first_occurrence(
+def test_a_rule_that_recurs_rarely_is_its_first_occurrence_then_its_own_days(
     api: httpx.Client, owner: User
 ) -> None:
+    """(A rule that never recurs is 422: `tests/e2e/test_costly_rules.py`.)"""
     series = create(
-        api, owner, is_recurring=True, recurrence_rule="FREQ=MONTHLY;BYMONTH=2;BYMONTHDAY=30"
+        api, owner, is_recurring=True, recurrence_rule="FREQ=MONTHLY;BYMONTH=2;BYMONTHDAY=29"
     )
-    response = api.get(
-        f"/api/events/{series['id']}/occurrences",
-        headers=owner.headers,
-        params={"start": "2026-01-01T00:00:00Z", "end": "2026-12-31T00:00:00Z"},
-    )
-    assert [o["start_time"] for o in response.json()["items"]] == ["2026-03-02T09:00:00Z"]
+
+    def starts(start: str, end: str) -> list[str]:
+        response = api.get(
+            f"/api/events/{series['id']}/occurrences",
+            headers=owner.headers,
+            params={"start": start, "end": end},
+        )
+        return [o["start_time"] for o in response.json()["items"]]
+
+    assert starts("2026-01-01T00:00:00Z", "2026-12-31T00:00:00Z") == ["2026-03-02T09:00:00Z"]
+    assert starts("2027-01-01T00:00:00Z", "2027-12-31T00:00:00Z") == []
+    assert starts("2028-01-01T00:00:00Z", "2028-12-31T00:00:00Z") == ["2028-02-29T09:00:00Z"]
 
 
 # Conflicts

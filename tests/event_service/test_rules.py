@@ -145,3 +145,58 @@ def test_batch_items_clash_with_earlier_items_only() -> None:
     clashes = clashes_with_earlier_items(items, 2)
     assert [(c.batch_index, c.occurrence.start) for c in clashes] == [(0, utc(2026, 3, 16, 9))]
     assert clashes[0].as_json()["event_id"] is None
+
+
+# Rules that never repeat, and the search budget of a request
+
+
+def messages_of(error: pytest.ExceptionInfo[InvalidArgument]) -> list[str]:
+    return [e["message"] for e in error.value.extra["errors"]]
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30", "no occurrence within 8 years"),
+        ("FREQ=YEARLY;INTERVAL=4;BYMONTH=2;BYMONTHDAY=29", "no occurrence within 8 years"),
+        ("FREQ=DAILY;INTERVAL=7;BYDAY=TU", "no occurrence within 8 years"),  # from a Monday
+        ("FREQ=MONTHLY;INTERVAL=12;BYMONTH=4", "no occurrence within 8 years"),  # March only
+        ("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30;COUNT=10000", "no occurrence within 8 years"),
+        # Repeats, but 40 leap days take 58,000 days to find: past a request's budget.
+        ("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29;COUNT=40", "takes too long to expand"),
+        ("FREQ=MONTHLY;BYMONTHDAY=31;COUNT=10000", "runs past the year 2200"),
+    ],
+)
+def test_a_rule_that_does_not_repeat_or_ends_too_late_is_refused(rule: str, message: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        validate(draft(rule=rule, start=utc(2026, 3, 2, 9)))
+    assert fields_of(error) == ["recurrence_rule"]
+    assert message in messages_of(error)[0]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29",  # next in 2028
+        "FREQ=MONTHLY;BYMONTH=12",  # nine months on
+        "FREQ=YEARLY;INTERVAL=3;BYMONTH=2;BYMONTHDAY=29",  # 2032
+        "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30;COUNT=1",  # only the start
+        "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30;UNTIL=20280101T000000Z",  # ends before 8 years
+        "FREQ=DAILY;COUNT=10000",
+        "FREQ=MONTHLY;BYDAY=-1FR;COUNT=1000",
+    ],
+)
+def test_a_rule_that_repeats_however_rarely_is_accepted(rule: str) -> None:
+    assert validate(draft(rule=rule, start=utc(2026, 3, 2, 9))).schedule.is_series
+
+
+def test_a_batch_shares_one_search_budget() -> None:
+    """Each of these searches 8 years of days (2,923 periods): 20 fit the budget of a
+    request, 50 do not, and the rest are refused without searching."""
+    never = draft(rule="FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30")
+    with pytest.raises(InvalidArgument) as error:
+        validate_all([never] * 50, "events.")
+    messages = messages_of(error)
+    assert len(messages) == 50
+    assert "no occurrence" in messages[0]
+    assert "takes too long to expand" in messages[-1]

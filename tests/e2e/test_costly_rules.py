@@ -1,0 +1,108 @@
+"""Rules that are costly to expand cannot stall the event service for others: rules
+that never repeat are 422, every request's search is bounded, and the search runs
+beside the event loop, which keeps answering other users."""
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.conftest import User
+from tests.e2e.helpers import assert_problem
+
+NEVER = "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30"
+READER_P99_MS = 100
+
+
+def series(rule: str, day: int) -> dict:
+    return {
+        "title": "costly",
+        "start_time": f"2026-03-{day:02d}T09:00:00Z",
+        "end_time": f"2026-03-{day:02d}T10:00:00Z",
+        "is_recurring": True,
+        "recurrence_rule": rule,
+    }
+
+
+@pytest.fixture
+def attacker(make_user: Callable[..., User]) -> User:
+    return make_user("attacker")
+
+
+@pytest.fixture
+def reader(make_user: Callable[..., User]) -> User:
+    return make_user("reader")
+
+
+def test_a_rule_that_never_repeats_is_422_naming_it(api: httpx.Client, attacker: User) -> None:
+    response = api.post("/api/events", headers=attacker.headers, json=series(NEVER, 2))
+    body = assert_problem(response, 422)
+    assert body["errors"][0]["field"] == "recurrence_rule"
+    assert "no occurrence within 8 years" in body["errors"][0]["message"]
+    listed = api.get("/api/events", headers=attacker.headers)
+    assert listed.json()["items"] == []
+
+
+def test_costly_requests_do_not_slow_another_users_reads(
+    api: httpx.Client, attacker: User, reader: User
+) -> None:
+    weekly = {**series("FREQ=WEEKLY;BYDAY=MO", 2), "title": "reader's"}
+    created = api.post("/api/events", headers=reader.headers, json=weekly)
+    assert created.status_code == 201, created.text
+    occurrences = f"/api/events/{created.json()['id']}/occurrences"
+    window = {"start": "2026-03-01T00:00:00Z", "end": "2026-06-01T00:00:00Z"}
+    never = [series(NEVER, 1 + n % 28) for n in range(50)]
+    never_counted = [series(NEVER + ";COUNT=10000", 1 + n % 28) for n in range(20)]
+    rare_counted = [series("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29;COUNT=40", 2) for _ in range(20)]
+    # Valid and free of clashes, but 30 endless daily series compared with each other
+    # occurrence by occurrence over five years: past a request's comparison budget.
+    daily = [
+        {**series("FREQ=DAILY", 2), "start_time": f"2026-03-02T{n // 4:02d}:{n % 4 * 15:02d}:00Z",
+         "end_time": f"2026-03-02T{n // 4:02d}:{n % 4 * 15 + 10:02d}:00Z"}
+        for n in range(30)
+    ]  # fmt: skip
+    batches = [
+        {"events": never, "allow_conflicts": True},
+        {"events": never_counted, "allow_conflicts": True},
+        {"events": rare_counted, "allow_conflicts": True},
+        {"events": daily},
+    ]
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def attack() -> None:
+        with httpx.Client(base_url=str(api.base_url), timeout=30) as client:
+            while not stop.is_set():
+                for batch in batches:
+                    response = client.post(
+                        "/api/events/batch", headers=attacker.headers, json=batch
+                    )
+                    answers.append(response.status_code)
+                since = {"start": "2026-01-01T00:00:00Z"}
+                listing = client.get("/api/events", headers=attacker.headers, params=since)
+                answers.append(listing.status_code)
+
+    attackers = [threading.Thread(target=attack) for _ in range(2)]
+    for thread in attackers:
+        thread.start()
+    latencies_ms = []
+    try:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            response = api.get(occurrences, headers=reader.headers, params=window)
+            latencies_ms.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.text
+    finally:
+        stop.set()
+        for thread in attackers:
+            thread.join(60)
+
+    assert set(answers) == {422, 200}, answers  # refused batches, answered listings
+    assert answers.count(422) >= 8
+    p99 = statistics.quantiles(latencies_ms, n=100, method="inclusive")[98]
+    assert p99 < READER_P99_MS, (p99, len(latencies_ms))
+    assert api.get("/api/events", headers=attacker.headers).json()["items"] == []
