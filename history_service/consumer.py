@@ -8,6 +8,7 @@ be stored is recorded as a dead letter and `term`inated.
 """
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,13 +48,29 @@ def dead_letter_row(parsed: Parsed) -> dict[str, Any]:
         sequence: int | None = msg.metadata.sequence.stream
     except (ValueError, IndexError, AttributeError):
         sequence = None
+    msg_id = (msg.headers or {}).get("Nats-Msg-Id")
+    event_id, version = _version_named(msg_id)
     return {
         "stream_sequence": sequence,
         "subject": msg.subject,
-        "msg_id": (msg.headers or {}).get("Nats-Msg-Id"),
+        "msg_id": msg_id,
+        "event_id": event_id,
+        "version": version,
         "payload": msg.data,
         "error": parsed.error or "unknown error",
     }
+
+
+def _version_named(msg_id: str | None) -> tuple[uuid.UUID | None, int | None]:
+    """(event id, version) from a message id `<event id>:<version>`, else (None, None)."""
+    event_id, _, version = (msg_id or "").partition(":")
+    try:
+        parsed = uuid.UUID(event_id)
+    except ValueError:
+        return None, None
+    if not (version.isascii() and version.isdigit() and 0 < int(version) < 2**63):
+        return None, None
+    return parsed, int(version)
 
 
 async def store(sessions: async_sessionmaker, batch: list[Parsed]) -> set[tuple[str, int]]:

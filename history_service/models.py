@@ -2,7 +2,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, LargeBinary, Text, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    LargeBinary,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -50,8 +59,14 @@ class DeadLetter(Base):
     stream_sequence: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     subject: Mapped[str] = mapped_column(Text)
     msg_id: Mapped[str | None] = mapped_column(Text)
+    # The version the message stood for, when its id names one: history reads count it
+    # as a gap in the event's history rather than wait for it (see `repo`).
+    event_id: Mapped[uuid.UUID | None] = mapped_column()
+    version: Mapped[int | None] = mapped_column(BigInteger)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     error: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+    __table_args__ = (Index("ix_dead_letters_event_version", "event_id", "version"),)

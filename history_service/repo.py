@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, union
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
@@ -52,12 +52,17 @@ async def add_dead_letters(session: AsyncSession, rows: list[dict[str, Any]]) ->
 
 
 async def count_versions_through(session: AsyncSession, event_id: uuid.UUID, version: int) -> int:
-    """How many of versions 1..`version` of an event are stored."""
-    count = await session.scalar(
-        select(func.count())
-        .select_from(EventVersion)
-        .where(EventVersion.event_id == event_id, EventVersion.version <= version)
-    )
+    """How many of versions 1..`version` of an event are settled: stored, or
+    dead-lettered (a gap that reads show instead of waiting for it for good)."""
+    settled = union(
+        select(EventVersion.version).where(
+            EventVersion.event_id == event_id, EventVersion.version <= version
+        ),
+        select(DeadLetter.version).where(
+            DeadLetter.event_id == event_id, DeadLetter.version <= version
+        ),
+    ).subquery()
+    count = await session.scalar(select(func.count()).select_from(settled))
     return int(count or 0)
 
 
