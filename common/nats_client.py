@@ -26,16 +26,33 @@ async def connect(url: str, name: str) -> Client:
     )
 
 
+# What a stream keeps: every notification for 7 days, which is what a consumer that was
+# down (history, the sharing audit) and `history_service.rebuild` can catch up on, and
+# at most 8 GiB, the oldest going first. Consumers ack within seconds normally.
+STREAM_MAX_AGE = 7 * 86_400.0
+STREAM_MAX_BYTES = 8 * 1024**3
+
+
 async def ensure_stream(client: Client, stream: str, subjects: list[str]) -> None:
-    """Create the stream, or add subjects an older release did not publish on."""
+    """Create the stream, or bring an older release's up to date: subjects it did not
+    publish on, the retention limits."""
     js = client.jetstream()
     try:
         info = await js.stream_info(stream)
     except NotFoundError:
-        await js.add_stream(StreamConfig(name=stream, subjects=subjects, duplicate_window=600.0))
+        await js.add_stream(
+            StreamConfig(
+                name=stream,
+                subjects=subjects,
+                duplicate_window=600.0,
+                max_age=STREAM_MAX_AGE,
+                max_bytes=STREAM_MAX_BYTES,
+            )
+        )
         return
-    missing = [s for s in subjects if s not in (info.config.subjects or [])]
-    if missing:
-        config = info.config
+    config = info.config
+    missing = [s for s in subjects if s not in (config.subjects or [])]
+    if missing or config.max_age != STREAM_MAX_AGE or config.max_bytes != STREAM_MAX_BYTES:
         config.subjects = [*(config.subjects or []), *missing]
+        config.max_age, config.max_bytes = STREAM_MAX_AGE, STREAM_MAX_BYTES
         await js.update_stream(config)
