@@ -38,6 +38,7 @@ async def run(settings: AuthSettings) -> None:
         ),
         verifier=verifier,
         shutdown_grace=settings.shutdown_grace,
+        host=settings.grpc_listen_host,
         on_stop=close,
     )
 

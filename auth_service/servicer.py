@@ -40,8 +40,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return user_message(await self._service.get_user(current_caller().user_id))
 
     async def LookupUsers(self, request, context):  # type: ignore[no-untyped-def]
+        """For a signed-in caller (sharing, on the user's behalf); without e-mail addresses:
+        sharing by username must not tell anyone another user's address."""
+        current_caller()
         users = await self._service.lookup_users(list(request.user_ids), list(request.usernames))
-        return auth_pb2.LookupUsersResponse(users=[user_message(u) for u in users])
+        found = [user_message(u) for u in users]
+        for user in found:
+            user.ClearField("email")
+        return auth_pb2.LookupUsersResponse(users=found)
 
     async def GetPublicKeys(self, request, context):  # type: ignore[no-untyped-def]
         key = self._service.signing_key

@@ -26,6 +26,9 @@ class CommonSettings(BaseSettings):
     # The port this process listens on, when not the first one of its service's address
     # list (each replica of a service on one machine has a port of its own).
     grpc_listen_port: int | None = Field(default=None, ge=1, le=65535)
+    # The interface services listen on: loopback unless set (Compose and Kubernetes set
+    # 0.0.0.0, where their networks and network policies keep strangers out).
+    grpc_listen_host: str = "127.0.0.1"
     # Deadline of one gRPC call between services, seconds.
     grpc_deadline: float = 5.0
     # Seconds a stopping server lets in-flight calls finish.

@@ -98,8 +98,8 @@ async def serve(
     register: Callable[[grpc.aio.Server], None],
     verifier: TokenVerifier | None,
     shutdown_grace: float,
+    host: str,
     on_stop: Callable[[], Awaitable[None]] | None = None,
-    host: str = "0.0.0.0",
 ) -> None:
     """Run a gRPC server until SIGTERM/SIGINT, then stop gracefully and call `on_stop`."""
     server = grpc.aio.server(

@@ -70,6 +70,7 @@ async def run(settings: EventSettings) -> None:
         ),
         verifier=verifier,
         shutdown_grace=settings.shutdown_grace,
+        host=settings.grpc_listen_host,
         on_stop=close,
     )
 

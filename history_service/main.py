@@ -51,6 +51,7 @@ async def run(settings: HistorySettings) -> None:
         ),
         verifier=verifier,
         shutdown_grace=settings.shutdown_grace,
+        host=settings.grpc_listen_host,
         on_stop=close,
     )
 

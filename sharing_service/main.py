@@ -44,6 +44,7 @@ async def run(settings: SharingSettings) -> None:
         ),
         verifier=verifier,
         shutdown_grace=settings.shutdown_grace,
+        host=settings.grpc_listen_host,
         on_stop=close,
     )
 

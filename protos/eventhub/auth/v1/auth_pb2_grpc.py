@@ -119,7 +119,8 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LookupUsers(self, request, context):
-        """Looks users up by id or username; unknown ones are left out of the answer.
+        """Looks users up by id or username for a signed-in caller; unknown ones are left out
+        of the answer, and so are e-mail addresses.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
