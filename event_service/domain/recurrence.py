@@ -495,7 +495,7 @@ def _simple_pattern(rule: Rule, first: datetime) -> tuple[list[int], set[int] | 
 
 
 def _simple_local_starts(
-    rule: Rule, first: datetime, not_before: datetime | None, budget: "SearchBudget | None" = None
+    rule: Rule, first: datetime, not_before: datetime | None, budget: SearchBudget | None = None
 ) -> Iterator[datetime]:
     """The starts of a simple DAILY/WEEKLY rule, computed period by period (each spent
     from `budget` if given)."""
@@ -652,7 +652,7 @@ def _period_local_starts(
     first: datetime,
     not_before: datetime | None,
     not_after: datetime | None,
-    budget: "SearchBudget | None" = None,
+    budget: SearchBudget | None = None,
 ) -> Iterator[datetime]:
     """The starts of any rule, period by period, from DTSTART (or from the period
     holding `not_before`, without COUNT) to the period holding `not_after`; each
