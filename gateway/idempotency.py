@@ -1,9 +1,12 @@
 """`Idempotency-Key` on POST routes: a repeat with the same key, user and body
 within the TTL gets the first response and applies nothing again.
 
-Responses below 500 are stored in Redis; a 5xx is not, so the client can retry.
-While the first request is still running, a repeat gets 409. If Redis cannot be
-reached, a request carrying a key gets 503: applying a write twice would be worse.
+Only final answers are replayed (2xx, 409, 412, 422); after a 429, a 5xx or an answer
+that may change (401, 403, 404) a repeat runs again. Answers that carry tokens (login,
+refresh) are never stored. In every case the body's fingerprint is kept, so the key
+is refused with another body (422). While the first request is still running, a
+repeat gets 409. If Redis cannot be reached, a request carrying a key gets 503:
+applying a write twice would be worse.
 """
 
 import hashlib
@@ -24,6 +27,8 @@ HEADER = b"idempotency-key"
 # How long a request may hold its key before a repeat may take over.
 IN_PROGRESS_TTL = 60
 _REPLAYED_HEADERS = {"content-type", "location", "etag"}
+_FINAL = {409, 412, 422}
+_TOKEN_ANSWERS = {"/api/auth/login", "/api/auth/refresh"}
 
 
 class IdempotencyMiddleware:
@@ -69,21 +74,28 @@ class IdempotencyMiddleware:
             )(scope, receive, send)
             return
         if not claimed:
-            await _answer_repeat(stored, fingerprint, scope, receive, send)
-            return
+            record = orjson.loads(stored) if stored else None
+            if not _runs_again(record, fingerprint):
+                await _answer_repeat(record, fingerprint, scope, receive, send)
+                return
 
         captured = _CapturedResponse(send)
         try:
             await self.app(scope, receive, captured.send)
         finally:
-            await _finish(gateway, record_key, fingerprint, captured)
+            keep_answer = scope["path"] not in _TOKEN_ANSWERS
+            await _finish(gateway, record_key, fingerprint, captured, keep_answer)
+
+
+def _runs_again(record: dict | None, fingerprint: str) -> bool:
+    """A repeat of a request whose answer was not kept (it carried tokens)."""
+    return bool(record) and record.get("kept") is False and record["fingerprint"] == fingerprint
 
 
 async def _answer_repeat(
-    stored: bytes | None, fingerprint: str, scope: Scope, receive: Receive, send: Send
+    record: dict | None, fingerprint: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    record = orjson.loads(stored) if stored else None
-    if record is None or "status" not in record:
+    if record is None or ("status" not in record and record.get("kept") is not False):
         response = problem_response(
             409, detail="a request with this Idempotency-Key is still being processed"
         )
@@ -109,21 +121,21 @@ async def _answer_repeat(
 
 
 async def _finish(
-    gateway, record_key: str, fingerprint: str, captured: "_CapturedResponse"
+    gateway, record_key: str, fingerprint: str, captured: "_CapturedResponse", keep_answer: bool
 ) -> None:  # type: ignore[no-untyped-def]
+    status = captured.status
+    final = status is not None and (200 <= status < 300 or status in _FINAL)
     try:
-        if captured.status is not None and captured.status < 500:
-            record = {
-                "fingerprint": fingerprint,
-                "status": captured.status,
+        record: dict = {"fingerprint": fingerprint, "kept": final and keep_answer}
+        if record["kept"]:
+            record |= {
+                "status": status,
                 "headers": captured.headers,
                 "body": bytes(captured.body).decode("latin-1"),
             }
-            await gateway.redis.set(
-                record_key, orjson.dumps(record), ex=gateway.settings.idempotency_ttl
-            )
-        else:
-            await gateway.redis.delete(record_key)
+        await gateway.redis.set(
+            record_key, orjson.dumps(record), ex=gateway.settings.idempotency_ttl
+        )
     except RedisError:
         log.warning("could not store an idempotent response", exc_info=True)
 

@@ -4,6 +4,7 @@ import uuid
 
 import httpx
 
+from scripts.stack import wait_until
 from tests.e2e.helpers import assert_problem
 
 
@@ -68,3 +69,47 @@ def test_idempotency_key_must_be_1_to_255_chars(api: httpx.Client) -> None:
         headers={"Idempotency-Key": "k" * 256},
     )
     assert_problem(response, 422)
+
+
+def test_an_answer_that_carries_tokens_is_never_replayed(api: httpx.Client, make_user) -> None:
+    """Login and refresh answers are not stored: a repeat logs in again (new tokens),
+    while the key still refuses another body."""
+    user = make_user()
+    credentials = {"username": user.username, "password": user.password}
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    first = api.post("/api/auth/login", json=credentials, headers=headers)
+    again = api.post("/api/auth/login", json=credentials, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert "idempotent-replayed" not in again.headers
+    assert again.json()["access_token"] != first.json()["access_token"]
+    other = {**credentials, "password": "another password"}
+    assert_problem(api.post("/api/auth/login", json=other, headers=headers), 422)
+
+
+def test_a_rate_limited_request_is_not_replayed(start_gateway, make_user) -> None:
+    """429 is no answer to keep: once the budget allows, the same key creates the event
+    (and only then is its answer replayed)."""
+    gateway = start_gateway(EVENTHUB_RATE_LIMIT_USER="2/second")
+    user = make_user()
+    event = {
+        "title": "after the 429",
+        "start_time": "2031-05-01T10:00:00Z",
+        "end_time": "2031-05-01T11:00:00Z",
+    }
+    headers = {**user.headers, "Idempotency-Key": uuid.uuid4().hex}
+    answers: list[httpx.Response] = []
+
+    def post() -> bool:
+        answers.append(gateway.post("/api/events", json=event, headers=headers))
+        return answers[-1].status_code == 201
+
+    def spent() -> bool:
+        return gateway.get("/api/auth/me", headers=user.headers).status_code == 429
+
+    wait_until(spent, 5, "the user's budget to be spent")
+    wait_until(post, 10, "the key to create the event once the budget allows")
+    assert 429 in [answer.status_code for answer in answers]
+    replayed = gateway.post("/api/events", json=event, headers=headers)
+    assert replayed.status_code == 201
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.json()["id"] == answers[-1].json()["id"]
