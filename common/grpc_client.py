@@ -6,12 +6,13 @@ access token (from context variables) and a deadline, added by the channel itsel
 extra task and cost a few percent of a whole cached request.)
 """
 
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
 import grpc
 
-from common.grpc_server import caller_var
+from common.grpc_server import caller_var, deadline_var
 from common.logging import request_id_var
 from eventhub.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -45,6 +46,16 @@ def channel_target(addresses: str) -> str:
     return parts[0] if len(parts) == 1 else "ipv4:" + ",".join(parts)
 
 
+def call_timeout(own: float) -> float:
+    """`own`, or what is left of the deadline of the call being served if that is less:
+    a service does not keep working for a caller that has given up (it then gets
+    DEADLINE_EXCEEDED at once)."""
+    deadline = deadline_var.get()
+    if deadline is None:
+        return own
+    return max(0.0, min(own, deadline - time.monotonic()))
+
+
 def call_metadata() -> list[tuple[str, str]]:
     metadata = [("x-request-id", request_id_var.get())]
     if (caller := caller_var.get()) is not None:
@@ -66,7 +77,7 @@ class _WithCallContext:
     ) -> Any:
         return self._method(
             request,
-            timeout=timeout or self._deadline,
+            timeout=call_timeout(timeout or self._deadline),
             metadata=(*call_metadata(), *(metadata or ())),
             **kwargs,
         )

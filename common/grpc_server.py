@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import signal
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextvars import ContextVar
@@ -23,6 +24,9 @@ from common.tokens import Caller, TokenVerifier, bearer_token
 log = logging.getLogger(__name__)
 
 caller_var: ContextVar[Caller | None] = ContextVar("caller", default=None)
+# When the call being served must be answered (time.monotonic()), if its caller set a
+# deadline: calls it makes to other services inherit what is left of it.
+deadline_var: ContextVar[float | None] = ContextVar("deadline", default=None)
 
 
 def current_caller() -> Caller:
@@ -56,6 +60,8 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             request_id_var.set(str(metadata.get("x-request-id") or uuid.uuid4()))
             caller_var.set(None)
+            remaining = context.time_remaining()
+            deadline_var.set(None if remaining is None else time.monotonic() + remaining)
             try:
                 token = bearer_token(metadata.get("authorization"))
                 if token is not None and verifier is not None:
