@@ -88,7 +88,7 @@ class IdempotencyMiddleware:
 
 
 def _runs_again(record: dict | None, fingerprint: str) -> bool:
-    """A repeat of a request whose answer was not kept (it carried tokens)."""
+    """A repeat of a request whose answer was not kept (not final, or it carried tokens)."""
     return bool(record) and record.get("kept") is False and record["fingerprint"] == fingerprint
 
 
