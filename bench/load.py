@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,12 @@ from bench.common import BENCH_SETTINGS, isolated_stack, percentiles
 from bench.history_lag import LagResult, measure_history_lag
 from bench.load_seed import Seeded, Sizes, seed, settle
 from bench.wrk import Figures, run_wrk
-from scripts.backing import DEFAULT_DATABASE_URL, DEFAULT_NATS_URL, DEFAULT_REDIS_URL
+from scripts.backing import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_NATS_URL,
+    DEFAULT_REDIS_URL,
+    accepts_connections,
+)
 from scripts.stack import REPO, free_port, wait_until
 
 FULL = Sizes(owned=10_000, shared=10_000, series=1_000, users=100)
@@ -282,7 +286,7 @@ def measure_references(options: Options, workdir: Path, backing: dict[str, str])
     env = {**backing, "EVENTHUB_FLOOR_WRITE_ADDR": f"127.0.0.1:{write_port}"}
     processes = [_start(["-m", "bench.write_floor", "serve", str(write_port)], env)]
     try:
-        wait_until(lambda: _listening(write_port), 30, "the write floor service")
+        wait_until(lambda: accepts_connections("127.0.0.1", write_port), 30, "the write floor")
         processes.append(_start(["-m", "bench.write_floor", "consume"], env))
         processes.append(
             _start(
@@ -310,11 +314,6 @@ def measure_references(options: Options, workdir: Path, backing: dict[str, str])
             [sys.executable, "-m", "bench.write_floor", "remove"],
             cwd=REPO, env={**os.environ, **env}, check=True,
         )  # fmt: skip
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _answers(url: str) -> bool:

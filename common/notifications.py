@@ -5,6 +5,7 @@ A notification is JSON; its JetStream message id (`Nats-Msg-Id`) is
 that relays and retries deduplicate.
 """
 
+import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -57,6 +58,31 @@ class AccessChanged(BaseModel):
     actor_id: str
     occurred_at: str
     changes: list[AccessChange]
+
+
+_MAX_VERSION = 2**63 - 1  # versions are int64
+
+
+def parse_version(text: str) -> int | None:
+    """The version a text names (a message id's, an entity tag's): ASCII digits within
+    int64 and above 0, nothing else (`str.isdigit` also takes "²" and "１")."""
+    if text.isascii() and text.isdigit() and 0 < int(text) <= _MAX_VERSION:
+        return int(text)
+    return None
+
+
+def change_msg_id(event_id: uuid.UUID | str, version: int) -> str:
+    return f"{event_id}:{version}"
+
+
+def version_of_msg_id(msg_id: str | None) -> tuple[uuid.UUID, int] | None:
+    """The (event id, version) a `change_msg_id` names, or None for any other id."""
+    event_id, _, version = (msg_id or "").partition(":")
+    parsed = parse_version(version)
+    try:
+        return (uuid.UUID(event_id), parsed) if parsed is not None else None
+    except ValueError:
+        return None
 
 
 def event_stream(namespace: str) -> str:

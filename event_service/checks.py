@@ -37,13 +37,13 @@ def existing_by_item(
     return existing
 
 
-async def beside_the_loop(series: bool, check: Callable[..., T], *args: Any) -> T:
-    """Run a check; in a worker thread when series are involved, which are compared
-    occurrence by occurrence (up to the request's `ComparisonBudget`), so that the
-    event loop keeps serving other calls meanwhile."""
+async def beside_the_loop(series: bool, work: Callable[..., T], *args: Any) -> T:
+    """Run `work` (validating, placing or checking events); in a worker thread when
+    series are involved, whose rules are searched and compared occurrence by occurrence
+    (up to the request's budgets), so that the event loop keeps serving other calls."""
     if series:
-        return await asyncio.to_thread(check, *args)
-    return check(*args)
+        return await asyncio.to_thread(work, *args)
+    return work(*args)
 
 
 def involve_series(candidates: list[write_repo.Candidate]) -> bool:

@@ -11,6 +11,7 @@ from common.notifications import (
     AccessChange,
     ChangeType,
     EventChange,
+    change_msg_id,
     event_subject,
 )
 from common.roles import Role
@@ -58,7 +59,9 @@ def change_messages(
             changes=fields,
         )
         subject = event_subject(namespace, str(event.id))
-        messages.append((subject, f"{event.id}:{event.version}", orjson.dumps(change.model_dump())))
+        messages.append(
+            (subject, change_msg_id(event.id, event.version), orjson.dumps(change.model_dump()))
+        )
     return messages
 
 

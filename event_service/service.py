@@ -7,7 +7,6 @@ its notification (outbox) commit together; a create also commits the owner's
 access row and its access-change notification.
 """
 
-import asyncio
 import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
@@ -78,6 +77,7 @@ MAX_GROUP = 64  # creates of one calendar in one transaction
 class _Create:
     caller: Caller
     valid: ValidEvent
+    placement: write_repo.Placement
     allow_conflicts: bool
 
 
@@ -112,7 +112,7 @@ class EventService:
     async def create(self, caller: Caller, draft: EventDraft, allow_conflicts: bool) -> EventView:
         """One event. Creates on one calendar that arrive together share a transaction
         (`group_commit`), each checked as if it ran alone after the ones before it."""
-        create = _Create(caller, await _validated(draft), allow_conflicts)
+        create = _Create(caller, *await _validated(draft), allow_conflicts)
         return await self._creates.submit(uuid.UUID(caller.user_id), create)
 
     async def _create_group(
@@ -125,7 +125,7 @@ class EventService:
         now = utcnow()
         new = [
             (_new_event(owner_id, p.item.valid.draft, now + timedelta(microseconds=index)),
-             _placement(p.item.valid))
+             p.item.placement)
             for index, p in enumerate(group)
         ]  # fmt: skip
         checked = [CheckedSchedule(p.item.valid.schedule) for p in group]
@@ -164,16 +164,17 @@ class EventService:
         Conflict tells which item clashed (`index`)."""
         if not 1 <= len(drafts) <= MAX_BATCH:
             raise InvalidArgument.field("events", f"must hold 1 to {MAX_BATCH} events")
-        if any(draft.recurrence_rule for draft in drafts):
-            valid = await asyncio.to_thread(lambda: _placed(validate_all(drafts, "events.")))
-        else:
-            valid = validate_all(drafts, "events.")
+        placed = await beside_the_loop(
+            any(draft.recurrence_rule for draft in drafts),
+            lambda: [_with_placement(item) for item in validate_all(drafts, "events.")],
+        )
+        valid = [item for item, _ in placed]
         owner = uuid.UUID(caller.user_id)
         now = utcnow()
         # A microsecond apart, so that newest-first lists show a batch's last item first.
         events = [
-            (_new_event(owner, item.draft, now + timedelta(microseconds=index)), _placement(item))
-            for index, item in enumerate(valid)
+            (_new_event(owner, item.draft, now + timedelta(microseconds=index)), placement)
+            for index, (item, placement) in enumerate(placed)
         ]
         messages = creation_messages(
             self._settings.namespace, [event for event, _ in events], caller
@@ -311,7 +312,7 @@ class EventService:
         if not seen.role.may_edit or expected_version not in (None, current.version):
             return None
         try:
-            valid = await _validated(change.new_content(current))
+            valid, _ = await _validated(change.new_content(current))
         except InvalidArgument:
             return None
         changes = changes_between(current.draft(), valid.draft)
@@ -350,12 +351,11 @@ class EventService:
             current, role, holders = await self._lock_with_role(conn, parsed, caller)
             if not role.may_edit:
                 raise PermissionDenied(ROLE_TOO_LOW)
-            valid = await _validated(change.new_content(current))
+            valid, placement = await _validated(change.new_content(current))
             _check_version(current, expected_version)
             changes = changes_between(current.draft(), valid.draft)
             if not changes and change_type == "updated":
                 return EventView(current, role)
-            placement = _placement(valid)
             reschedules = not current.draft().same_schedule(valid.draft)
             if reschedules and not lock_calendar:
                 raise _RescheduledMeanwhile
@@ -447,21 +447,14 @@ def _sort_out(
     return refused, accepted
 
 
-async def _validated(draft: EventDraft) -> ValidEvent:
-    """`validate`; for a series in a worker thread, so that searching its rule (up to
-    the request's budget, `recurrence.SearchBudget`) does not stall other calls."""
-    if draft.recurrence_rule:
-        return (await asyncio.to_thread(lambda: _placed([validate(draft)])))[0]
-    return validate(draft)
-
-
-def _placed(valid: list[ValidEvent]) -> list[ValidEvent]:
-    """`valid`, once each placement is worked out: that fills the caches placing an
-    event reads (a series' span, its zone's offsets in each year it spans: ~0.5 ms a
-    year the first time), here in the worker thread rather than on the event loop."""
-    for item in valid:
-        _placement(item)
-    return valid
+async def _validated(draft: EventDraft) -> tuple[ValidEvent, write_repo.Placement]:
+    """`validate`, and where the event goes (`_with_placement`); for a series beside the
+    event loop: searching its rule (up to the request's `recurrence.SearchBudget`) and
+    its zone's offsets over the years it spans (~0.5 ms a year the first time) must not
+    stall other calls."""
+    return await beside_the_loop(
+        bool(draft.recurrence_rule), lambda: _with_placement(validate(draft))
+    )
 
 
 def _next_version(current: StoredEvent, draft: EventDraft) -> StoredEvent:
@@ -474,8 +467,9 @@ def _next_version(current: StoredEvent, draft: EventDraft) -> StoredEvent:
     )
 
 
-def _placement(valid: ValidEvent) -> write_repo.Placement:
-    return write_repo.Placement(valid.schedule.span_end(), week_footprint(valid.schedule))
+def _with_placement(valid: ValidEvent) -> tuple[ValidEvent, write_repo.Placement]:
+    placement = write_repo.Placement(valid.schedule.span_end(), week_footprint(valid.schedule))
+    return valid, placement
 
 
 @dataclass(frozen=True, slots=True)

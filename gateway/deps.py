@@ -4,7 +4,6 @@ All are `async def`: FastAPI runs a plain `def` dependency in a thread pool, whi
 costs more than anything these do.
 """
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -35,14 +34,14 @@ def apply_decision(request: Request, decision: Decision) -> None:
         raise HTTPProblem(429, "rate limit exceeded, retry later", headers=headers)
 
 
-async def _limit_per_ip(request: Request, gateway: Gateway, limit: Limit, budget: str) -> None:
+async def _limit_per_address(request: Request, gateway: Gateway, limit: Limit, budget: str) -> None:
     address = client_network(client_ip(request.scope, gateway.trusted_proxies))
     apply_decision(request, await gateway.limiter.hit(limit, budget, address))
 
 
 async def login_rate_limit(request: Request, gateway: Services) -> None:
     """One budget per client IP shared by login and register."""
-    await _limit_per_ip(request, gateway, gateway.login_limit, "login")
+    await _limit_per_address(request, gateway, gateway.login_limit, "login")
 
 
 async def limit_login_per_username(request: Request, gateway: Services, login: str) -> None:
@@ -54,7 +53,7 @@ async def limit_login_per_username(request: Request, gateway: Services, login: s
 
 
 async def refresh_rate_limit(request: Request, gateway: Services) -> None:
-    await _limit_per_ip(request, gateway, gateway.refresh_limit, "refresh")
+    await _limit_per_address(request, gateway, gateway.refresh_limit, "refresh")
 
 
 class CallerScheme(OAuth2PasswordBearer):
@@ -108,24 +107,17 @@ class CallerScheme(OAuth2PasswordBearer):
         return admission.values
 
 
-@dataclass(frozen=True, slots=True)
-class CallerAndEvent:
-    caller: Caller
-    # The path's event as response fields with the caller's role, if cached.
-    cached: dict[str, Any] | None
-
-
 class CallerReadingEvent(CallerScheme):
-    """`CallerScheme` for reads of the path's `event_id`: the cached event and the
-    caller's role come back in the admission's round trip, so that a cached read by
-    id costs one Redis call in all."""
+    """`CallerScheme` for reads of the path's `event_id` that answers the event as
+    response fields with the caller's role if it is cached (else None): they come back
+    in the admission's round trip, so that a cached read by id costs one Redis call."""
 
-    async def __call__(self, request: Request) -> CallerAndEvent:  # type: ignore[override]
+    async def __call__(self, request: Request) -> dict[str, Any] | None:  # type: ignore[override]
         gateway, caller = await self._verify(request)
         read = gateway.cached_events.entry_read(request.path_params["event_id"], caller)
         values = await self._admit(request, gateway, caller, read)
-        return CallerAndEvent(caller, gateway.cached_events.event(values) if values else None)
+        return gateway.cached_events.event(values) if values else None
 
 
 CurrentUser = Annotated[Caller, Depends(CallerScheme())]
-CurrentUserAndEvent = Annotated[CallerAndEvent, Depends(CallerReadingEvent())]
+CachedEventForCurrentUser = Annotated[dict[str, Any] | None, Depends(CallerReadingEvent())]

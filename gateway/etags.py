@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Header
 
+from common.notifications import parse_version
 from eventhub.events.v1 import events_pb2
 from gateway.deps import Services
 from gateway.responses import JSONResponse
@@ -15,7 +16,6 @@ _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
 # A version no event has: an If-Match that can never match still gets the
 # event's 404/403 first and 412 after that.
 _NO_VERSION = 0
-_MAX_VERSION = 2**63 - 1  # versions are int64
 
 IfMatch = Annotated[
     str | None,
@@ -48,17 +48,9 @@ def entity_tags(header: str) -> list[tuple[bool, str]]:
         match = _ENTITY_TAG.fullmatch(item)
         if match:
             tags.append((bool(match.group(1)), match.group(2)))
-        elif _version(item.strip()) is not None:
+        elif parse_version(item.strip()) is not None:
             tags.append((False, item.strip()))
     return tags
-
-
-def _version(value: str) -> int | None:
-    """The version a tag's value names: ASCII digits within int64, nothing else
-    (`str.isdigit` also takes "²" and "１")."""
-    if value.isascii() and value.isdigit() and int(value) <= _MAX_VERSION:
-        return int(value)
-    return None
 
 
 async def _expected_version(if_match: str | None, event_id: str, gateway: Services) -> int | None:
@@ -67,7 +59,9 @@ async def _expected_version(if_match: str | None, event_id: str, gateway: Servic
         return None
     tags = entity_tags(if_match)
     versions = {
-        version for weak, value in tags if not weak and (version := _version(value)) is not None
+        version
+        for weak, value in tags
+        if not weak and (version := parse_version(value)) is not None
     }
     if len(versions) > 1:
         current = await gateway.events.GetEvent(events_pb2.GetEventRequest(id=event_id))

@@ -8,7 +8,6 @@ be stored is recorded as a dead letter and `term`inated.
 """
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from common.consumer import DurableConsumer, Subscription, is_passing
-from common.notifications import event_subject
+from common.notifications import event_subject, version_of_msg_id
 from history_service import repo
 from history_service.changes import PoisonMessage, parse_change
 from history_service.config import HistorySettings
@@ -49,7 +48,7 @@ def dead_letter_row(parsed: Parsed) -> dict[str, Any]:
     except (ValueError, IndexError, AttributeError):
         sequence = None
     msg_id = (msg.headers or {}).get("Nats-Msg-Id")
-    event_id, version = _version_named(msg_id)
+    event_id, version = version_of_msg_id(msg_id) or (None, None)
     return {
         "stream_sequence": sequence,
         "subject": msg.subject,
@@ -59,18 +58,6 @@ def dead_letter_row(parsed: Parsed) -> dict[str, Any]:
         "payload": msg.data,
         "error": parsed.error or "unknown error",
     }
-
-
-def _version_named(msg_id: str | None) -> tuple[uuid.UUID | None, int | None]:
-    """(event id, version) from a message id `<event id>:<version>`, else (None, None)."""
-    event_id, _, version = (msg_id or "").partition(":")
-    try:
-        parsed = uuid.UUID(event_id)
-    except ValueError:
-        return None, None
-    if not (version.isascii() and version.isdigit() and 0 < int(version) < 2**63):
-        return None, None
-    return parsed, int(version)
 
 
 async def store(sessions: async_sessionmaker, batch: list[Parsed]) -> set[tuple[str, int]]:

@@ -65,7 +65,7 @@ class _Server:
         return {}
 
     def is_ready(self, port: int, data: Path) -> bool:
-        return _accepts_connections("127.0.0.1", port)
+        return accepts_connections("127.0.0.1", port)
 
     def local_url(self, configured_url: str, port: int) -> str:
         return urlsplit(configured_url)._replace(netloc=f"127.0.0.1:{port}").geturl()
@@ -114,7 +114,7 @@ class _Postgres(_Server):
     def is_ready(self, port: int, data: Path) -> bool:
         # The port opens while the server is still starting up; postmaster.pid says when it
         # accepts sessions. Its last line is the server status.
-        if not _accepts_connections("127.0.0.1", port):
+        if not accepts_connections("127.0.0.1", port):
             return False
         return (data / "postmaster.pid").read_text().splitlines()[-1].strip() == "ready"
 
@@ -164,7 +164,7 @@ def ensure_backing_servers(run_dir: Path) -> dict[str, str]:
             if _url_reachable(url):
                 continue
             running = _running(server, run_dir)
-            if running and _accepts_connections("127.0.0.1", running.port):
+            if running and accepts_connections("127.0.0.1", running.port):
                 overrides[server.env_var] = server.local_url(url, running.port)
             else:
                 print(f"{server.env_var}: nothing answers at {url}", file=sys.stderr)
@@ -354,10 +354,10 @@ def _url_reachable(url: str) -> bool:
     port = parts.port or default_port.get(parts.scheme.split("+")[0])
     if parts.hostname is None or port is None:
         return False
-    return _accepts_connections(parts.hostname, port)
+    return accepts_connections(parts.hostname, port)
 
 
-def _accepts_connections(host: str, port: int) -> bool:
+def accepts_connections(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
             return True

@@ -8,7 +8,7 @@ from common.errors import InvalidArgument
 from common.timeutil import to_timestamp
 from eventhub.events.v1 import events_pb2
 from gateway.clients import Gateway
-from gateway.deps import CurrentUser, CurrentUserAndEvent, Services
+from gateway.deps import CachedEventForCurrentUser, CurrentUser, Services
 from gateway.etags import (
     ETAG_HEADER,
     IfMatch,
@@ -179,12 +179,11 @@ async def batch_create_events(body: BatchIn, user: CurrentUser, gateway: Service
 )
 async def get_event(
     event_id: str,
-    read: CurrentUserAndEvent,
+    fields: CachedEventForCurrentUser,
     gateway: Services,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """One event with the caller's role on it; `ETag` is its version."""
-    fields = read.cached
     if fields is None:
         fields = Event.fields_from_proto(
             await gateway.events.GetEvent(events_pb2.GetEventRequest(id=event_id))
