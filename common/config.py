@@ -36,6 +36,9 @@ class CommonSettings(BaseSettings):
     db_pool_size: int = 10
     # Seconds an event stays in the read cache (Redis); writes replace it at once anyway.
     event_cache_ttl: int = 300
+    # How long an Idempotency-Key's answer is kept (gateway) and its write's record
+    # (the services that write), seconds.
+    idempotency_ttl: int = 86_400
 
     # Access-token claims every verifier checks.
     jwt_issuer: str = "eventhub-auth"

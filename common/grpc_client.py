@@ -1,7 +1,8 @@
 """Channels for calls between services and from the gateway.
 
-Every outgoing call carries the current request id and the current caller's
-access token (from context variables) and a deadline, added by the channel itself.
+Every outgoing call carries the current request id, the current caller's access
+token and the request's idempotency key (from context variables) and a deadline,
+added by the channel itself.
 (A gRPC client interceptor did this before; aio interceptors wrap every call in an
 extra task and cost a few percent of a whole cached request.)
 """
@@ -13,6 +14,7 @@ from typing import Any, cast
 import grpc
 
 from common.grpc_server import caller_var, deadline_var
+from common.idempotency import key_metadata
 from common.logging import request_id_var
 from eventhub.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -60,7 +62,7 @@ def call_metadata() -> list[tuple[str, str]]:
     metadata = [("x-request-id", request_id_var.get())]
     if (caller := caller_var.get()) is not None:
         metadata.append(("authorization", f"Bearer {caller.token}"))
-    return metadata
+    return metadata + key_metadata()
 
 
 class _WithCallContext:

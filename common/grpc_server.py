@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from common.errors import DomainError, Unauthenticated, error_trailer
 from common.heap import freeze_startup_heap
+from common.idempotency import Replayed, key_from_metadata, request_key_var
 from common.logging import request_id_var
 from common.tokens import Caller, TokenVerifier, bearer_token
 
@@ -38,8 +39,9 @@ def current_caller() -> Caller:
 
 
 class CallContextInterceptor(grpc.aio.ServerInterceptor):
-    """Sets the request id and verified caller for each call, and turns domain
-    errors into gRPC statuses (unexpected ones into INTERNAL with no detail)."""
+    """Sets the request id, verified caller, deadline and idempotency key of each call;
+    answers a replayed write with its first answer, and turns domain errors into gRPC
+    statuses (unexpected ones into INTERNAL with no detail)."""
 
     def __init__(self, verifier: TokenVerifier | None) -> None:
         self._verifier = verifier
@@ -62,11 +64,14 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
             caller_var.set(None)
             remaining = context.time_remaining()
             deadline_var.set(None if remaining is None else time.monotonic() + remaining)
+            request_key_var.set(key_from_metadata(metadata))
             try:
                 token = bearer_token(metadata.get("authorization"))
                 if token is not None and verifier is not None:
                     caller_var.set(await verifier.verify(token))
                 return await inner(request, context)
+            except Replayed as replayed:
+                return replayed
             except DomainError as error:
                 await context.abort(
                     error.code, error.detail, trailing_metadata=error_trailer(error)
@@ -87,8 +92,17 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(
             call,
             request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+            response_serializer=_with_replays(handler.response_serializer),
         )
+
+
+def _with_replays(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """A replayed write is answered with the bytes recorded when it was applied."""
+
+    def answer(response: Any) -> bytes:
+        return response.answer if isinstance(response, Replayed) else serialize(response)
+
+    return answer
 
 
 def run_service(main: Coroutine[Any, Any, None]) -> None:

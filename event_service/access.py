@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import outbox
 from common.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, PreconditionFailed
+from common.idempotency import IdempotentWrite
 from common.notifications import AccessChange, AccessChanged, access_subject
 from common.roles import Role
 from common.timeutil import rfc3339, utcnow
@@ -88,8 +89,10 @@ class AccessService:
         event_id: str,
         expected_version: int,
         requested: Sequence[RequestedChange],
+        once: IdempotentWrite[EventAccessRows] | None = None,
     ) -> EventAccessRows:
-        """Apply the changes if the list is still at `expected_version` (owners only).
+        """Apply the changes if the list is still at `expected_version` (owners only),
+        at most once with a key (`once`).
 
         PreconditionFailed when another change came first: the caller reads again and
         decides again. Changes that alter nothing are skipped; the rest are numbered
@@ -104,6 +107,8 @@ class AccessService:
             caller_role = current.role_of(actor) if current else None
             if current is None or caller_role is None:
                 raise NotFound(EVENT_NOT_FOUND)
+            if once:
+                await once.replay_if_applied(conn)
             if not caller_role.may_share:
                 raise PermissionDenied("only owners may share or change permissions")
             if current.version != expected_version:
@@ -125,7 +130,9 @@ class AccessService:
             message = access_notification(self._namespace, parsed, caller.user_id, now, notices)
             await outbox.enqueue_many(conn, outbox_table, [message])
             changed = await repo.get_access(conn, parsed)
-        assert changed is not None
+            assert changed is not None
+            if once:
+                await once.record(conn, changed)
         self._notify()
         cached = AccessList(version, {str(user): role for user, role in roles.items()})
         await self._cache.put(

@@ -1,5 +1,6 @@
 """Wiring of the event service: settings, database, Redis, outbox relay, gRPC server."""
 
+import asyncio
 import sys
 
 from redis.asyncio import Redis
@@ -8,6 +9,7 @@ from common.db import make_engine, make_write_pool
 from common.event_cache import event_cache_prefix, view_prefix
 from common.grpc_client import open_channel, public_key_fetcher
 from common.grpc_server import run_service, serve
+from common.idempotency import IdempotencyKeys
 from common.logging import configure_logging
 from common.notifications import event_stream, event_stream_subjects
 from common.outbox import OutboxRelay
@@ -15,7 +17,7 @@ from common.tokens import TokenVerifier
 from event_service.access import AccessService
 from event_service.cache import EventCache
 from event_service.config import EventSettings
-from event_service.models import outbox
+from event_service.models import idempotency_keys, outbox
 from event_service.reads import EventReader
 from event_service.service import EventService
 from event_service.servicer import EventServicer
@@ -53,9 +55,12 @@ async def run(settings: EventSettings) -> None:
     reader = EventReader(engine, cache)
     service = EventService(settings, writes, reader, cache, relay.wake)
     access = AccessService(settings.namespace, engine, cache, relay.wake)
+    keys = IdempotencyKeys(idempotency_keys, settings.idempotency_ttl)
     relay.start()
+    purge = asyncio.create_task(keys.purge_expired(writes), name="idempotency-key-purge")
 
     async def close() -> None:
+        purge.cancel()
         await relay.close()
         await auth_channel.close()
         await redis.aclose()
@@ -66,7 +71,7 @@ async def run(settings: EventSettings) -> None:
         port=settings.grpc_port,
         service_names=[events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name],
         register=lambda server: events_pb2_grpc.add_EventServiceServicer_to_server(
-            EventServicer(reader, service, access), server
+            EventServicer(reader, service, access, keys), server
         ),
         verifier=verifier,
         shutdown_grace=settings.shutdown_grace,

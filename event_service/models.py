@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import INT4MULTIRANGE, TSTZRANGE, Range
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import service_metadata
+from common.idempotency import idempotency_table
 from common.notifications import EDITABLE_FIELDS
 from common.outbox import outbox_table
 from common.timeutil import rfc3339
@@ -84,6 +85,7 @@ class EventAccess(Base):
 
 
 outbox = outbox_table(Base.metadata)
+idempotency_keys = idempotency_table(Base.metadata)
 
 
 _FIXED_ANSWER_BYTES = 400

@@ -25,6 +25,7 @@ from common.errors import (
     PermissionDenied,
     PreconditionFailed,
 )
+from common.idempotency import IdempotentWrite, in_progress
 from common.notifications import (
     EDITABLE_FIELDS,
     ChangeType,
@@ -79,6 +80,7 @@ class _Create:
     valid: ValidEvent
     placement: write_repo.Placement
     allow_conflicts: bool
+    once: IdempotentWrite[EventView] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +111,17 @@ class EventService:
         self._notify = notify
         self._creates: GroupCommit[_Create, EventView] = GroupCommit(self._create_group, MAX_GROUP)
 
-    async def create(self, caller: Caller, draft: EventDraft, allow_conflicts: bool) -> EventView:
+    async def create(
+        self,
+        caller: Caller,
+        draft: EventDraft,
+        allow_conflicts: bool,
+        once: IdempotentWrite[EventView] | None = None,
+    ) -> EventView:
         """One event. Creates on one calendar that arrive together share a transaction
-        (`group_commit`), each checked as if it ran alone after the ones before it."""
-        create = _Create(caller, *await _validated(draft), allow_conflicts)
+        (`group_commit`), each checked as if it ran alone after the ones before it.
+        A create with an idempotency key (`once`) is applied at most once."""
+        create = _Create(caller, *await _validated(draft), allow_conflicts, once)
         return await self._creates.submit(uuid.UUID(caller.user_id), create)
 
     async def _create_group(
@@ -122,19 +131,22 @@ class EventService:
         group's earlier accepted creates: a clash is its Conflict, the rest are
         inserted together."""
         owner_id = cast(uuid.UUID, owner)
-        now = utcnow()
-        new = [
-            (_new_event(owner_id, p.item.valid.draft, now + timedelta(microseconds=index)),
-             p.item.placement)
-            for index, p in enumerate(group)
-        ]  # fmt: skip
-        checked = [CheckedSchedule(p.item.valid.schedule) for p in group]
-        checks = [
-            (c.window_start, c.window_end, placement.footprint)
-            for c, (_, placement) in zip(checked, new, strict=True)
-        ]
         async with pipelined_transaction(self._writes) as conn:
             await write_repo.lock_owner_calendar(conn, owner_id)
+            group = await _first_tries(conn, owner_id, group)
+            if not group:
+                return
+            now = utcnow()
+            new = [
+                (_new_event(owner_id, p.item.valid.draft, now + timedelta(microseconds=index)),
+                 p.item.placement)
+                for index, p in enumerate(group)
+            ]  # fmt: skip
+            checked = [CheckedSchedule(p.item.valid.schedule) for p in group]
+            checks = [
+                (c.window_start, c.window_end, placement.footprint)
+                for c, (_, placement) in zip(checked, new, strict=True)
+            ]
             candidates = await write_repo.clash_candidates(conn, owner_id, checks)
             series = involve_series(candidates) or any(c.schedule.is_series for c in checked)
             refused, accepted = await beside_the_loop(
@@ -149,6 +161,14 @@ class EventService:
                 await write_repo.insert_events(
                     conn, caller.username, events, FIRST_ACCESS_VERSION, messages, []
                 )
+                answers = [
+                    (once, EventView(new[i][0], Role.OWNER))
+                    for i in accepted
+                    if (once := group[i].item.once)
+                ]
+                if answers:
+                    keys = answers[0][0].keys
+                    await keys.record(conn, [once.row(view) for once, view in answers])
         if accepted:
             await self._created([new[index][0] for index in accepted])
         for index, pending in enumerate(group):
@@ -158,10 +178,14 @@ class EventService:
                 settle(pending, EventView(new[index][0], Role.OWNER))
 
     async def create_many(
-        self, caller: Caller, drafts: list[EventDraft], allow_conflicts: bool
+        self,
+        caller: Caller,
+        drafts: list[EventDraft],
+        allow_conflicts: bool,
+        once: IdempotentWrite[list[EventView]] | None = None,
     ) -> list[EventView]:
-        """Create every event or none. Errors name items (`events.N.field`), and a
-        Conflict tells which item clashed (`index`)."""
+        """Create every event or none, at most once with a key (`once`). Errors name
+        items (`events.N.field`), and a Conflict tells which item clashed (`index`)."""
         if not 1 <= len(drafts) <= MAX_BATCH:
             raise InvalidArgument.field("events", f"must hold 1 to {MAX_BATCH} events")
         placed = await beside_the_loop(
@@ -179,7 +203,8 @@ class EventService:
         messages = creation_messages(
             self._settings.namespace, [event for event, _ in events], caller
         )
-        new = _NewEvents(owner, caller.username, events, messages)
+        views = [EventView(event, Role.OWNER) for event, _ in events]
+        new = _NewEvents(owner, caller.username, events, messages, views, once)
         placements = [placement for _, placement in events]
         checked = None if allow_conflicts else await Checked.of(valid, placements, batch=True)
         # Items of a batch that clash among themselves are refused: checked carefully,
@@ -188,7 +213,7 @@ class EventService:
         if not await self._insert(new, checked, careful):
             await self._insert(new, checked, careful=True)
         await self._created([event for event, _ in events])
-        return [EventView(event, Role.OWNER) for event, _ in events]
+        return views
 
     async def _insert(self, new: "_NewEvents", checked: "Checked | None", careful: bool) -> bool:
         """Insert the new events, under their owner's lock, unless they clash with the
@@ -198,6 +223,8 @@ class EventService:
         checks = checked.checks if checked else []
         async with pipelined_transaction(self._writes) as conn:
             await write_repo.lock_owner_calendar(conn, new.owner)
+            if new.once:
+                await new.once.replay_if_applied(conn)
             if careful and checked:
                 await checked.refuse(await write_repo.clash_candidates(conn, new.owner, checks))
             cursor = await write_repo.insert_events(
@@ -208,7 +235,12 @@ class EventService:
                 new.messages,
                 unless_clashing=[] if careful else checks,
             )
-        candidates = await cursor.fetchall()
+            if new.once:  # recorded only if the events were inserted
+                candidates = await cursor.fetchall()
+                if not candidates:
+                    await new.once.record(conn, new.views)
+        if not new.once:
+            candidates = await cursor.fetchall()
         if checked:
             await checked.refuse(candidates)
         return not candidates
@@ -249,10 +281,18 @@ class EventService:
         draft: EventDraft,
         allow_conflicts: bool,
         expected_version: int | None,
+        once: IdempotentWrite[EventView] | None = None,
     ) -> EventView:
-        """Restore earlier content as a new version (always a new version)."""
+        """Restore earlier content as a new version (always a new version), at most
+        once with a key (`once`)."""
         return await self._change(
-            caller, event_id, lambda _: draft, "rolled_back", allow_conflicts, expected_version
+            caller,
+            event_id,
+            lambda _: draft,
+            "rolled_back",
+            allow_conflicts,
+            expected_version,
+            once,
         )
 
     async def delete(self, caller: Caller, event_id: str, expected_version: int | None) -> None:
@@ -278,6 +318,7 @@ class EventService:
         change_type: ChangeType,
         allow_conflicts: bool,
         expected_version: int | None,
+        once: IdempotentWrite[EventView] | None = None,
     ) -> EventView:
         seen_view = await self._reads.get(caller, event_id)
         seen = seen_view.event
@@ -291,9 +332,11 @@ class EventService:
         # from the read above, confirmed under the event's own lock.
         reschedules = not seen.draft().same_schedule(new_content(seen))
         try:
-            return await self._apply(caller, change, allow_conflicts, expected_version, reschedules)
+            return await self._apply(
+                caller, change, allow_conflicts, expected_version, reschedules, once
+            )
         except _RescheduledMeanwhile:
-            return await self._apply(caller, change, allow_conflicts, expected_version, True)
+            return await self._apply(caller, change, allow_conflicts, expected_version, True, once)
 
     async def _update_unlocked(
         self,
@@ -343,12 +386,15 @@ class EventService:
         allow_conflicts: bool,
         expected_version: int | None,
         lock_calendar: bool,
+        once: IdempotentWrite[EventView] | None,
     ) -> EventView:
         change_type, parsed, owner = change.change_type, change.event_id, change.owner_id
         async with pipelined_transaction(self._writes) as conn:
             if lock_calendar:  # the owner never changes: its calendar before the event
                 await write_repo.lock_owner_calendar(conn, owner)
             current, role, holders = await self._lock_with_role(conn, parsed, caller)
+            if once:
+                await once.replay_if_applied(conn)
             if not role.may_edit:
                 raise PermissionDenied(ROLE_TOO_LOW)
             valid, placement = await _validated(change.new_content(current))
@@ -370,6 +416,8 @@ class EventService:
             updated = _next_version(current, valid.draft)
             await write_repo.update_event(conn, updated, placement)
             await self._record(conn, [(updated, change_type, changes)], caller)
+            if once:
+                await once.record(conn, EventView(updated, role))
         await self._written(updated, holders)
         return EventView(updated, role)
 
@@ -405,6 +453,31 @@ class EventService:
         if found is None or found.role is None:
             raise NotFound(EVENT_NOT_FOUND)
         return found
+
+
+async def _first_tries(
+    conn: psycopg.AsyncConnection, owner: uuid.UUID, group: list[Pending[_Create, EventView]]
+) -> list[Pending[_Create, EventView]]:
+    """The creates of a group that are not repeats. A repeat of a create that was
+    applied gets its first answer; one of a create still running (earlier in the
+    group) gets 409. Called under the owner's lock, which every create holds."""
+    keyed = [p.item.once for p in group if p.item.once]
+    if not keyed:
+        return group
+    recorded = await keyed[0].keys.recorded(conn, owner, [once.key for once in keyed])
+    first_tries: list[Pending[_Create, EventView]] = []
+    running: set[str] = set()
+    for pending in group:
+        once = pending.item.once
+        if once and once.key in recorded:
+            settle(pending, error=once.replay(recorded[once.key]))
+        elif once and once.key in running:
+            settle(pending, error=in_progress())
+        else:
+            if once:
+                running.add(once.key)
+            first_tries.append(pending)
+    return first_tries
 
 
 def _new_event(owner: uuid.UUID, draft: EventDraft, now: datetime) -> StoredEvent:
@@ -480,6 +553,8 @@ class _NewEvents:
     username: str
     events: list[tuple[StoredEvent, write_repo.Placement]]
     messages: list[outbox.Message]
+    views: list[EventView]
+    once: IdempotentWrite[list[EventView]] | None
 
 
 def _check_version(current: StoredEvent, expected_version: int | None) -> None:

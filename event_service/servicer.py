@@ -7,6 +7,7 @@ import orjson
 
 from common.errors import InvalidArgument
 from common.grpc_server import current_caller
+from common.idempotency import IdempotencyKeys
 from common.roles import NO_ROLE, Role, role_to_proto
 from common.timeutil import from_timestamp, to_timestamp
 from event_service.access import AccessService, RequestedChange
@@ -45,6 +46,14 @@ def event_message(view: EventView) -> events_pb2.Event:
         created_at=to_timestamp(event.created_at),
         updated_at=to_timestamp(event.updated_at),
     )
+
+
+def _serialized_event(view: EventView) -> bytes:
+    return event_message(view).SerializeToString()
+
+
+def _batch_message(views: list[EventView]) -> events_pb2.BatchCreateEventsResponse:
+    return events_pb2.BatchCreateEventsResponse(items=[event_message(v) for v in views])
 
 
 def event_json(views: list[EventView]) -> bytes:
@@ -165,22 +174,35 @@ def access_message(access: EventAccessRows) -> events_pb2.Access:
 
 
 class EventServicer(events_pb2_grpc.EventServiceServicer):
-    def __init__(self, reader: EventReader, service: EventService, access: AccessService) -> None:
+    def __init__(
+        self,
+        reader: EventReader,
+        service: EventService,
+        access: AccessService,
+        keys: IdempotencyKeys,
+    ) -> None:
         self._reader = reader
         self._service = service
         self._access = access
+        self._keys = keys
 
     async def CreateEvent(self, request, context):  # type: ignore[no-untyped-def]
+        caller = current_caller()
+        once = self._keys.of_call(caller.user_id, _serialized_event)
         view = await self._service.create(
-            current_caller(), draft_of(request.event), request.allow_conflicts
+            caller, draft_of(request.event), request.allow_conflicts, once
         )
         return event_message(view)
 
     async def BatchCreateEvents(self, request, context):  # type: ignore[no-untyped-def]
-        views = await self._service.create_many(
-            current_caller(), [draft_of(e) for e in request.events], request.allow_conflicts
+        caller = current_caller()
+        once = self._keys.of_call(
+            caller.user_id, lambda views: _batch_message(views).SerializeToString()
         )
-        return events_pb2.BatchCreateEventsResponse(items=[event_message(v) for v in views])
+        views = await self._service.create_many(
+            caller, [draft_of(e) for e in request.events], request.allow_conflicts, once
+        )
+        return _batch_message(views)
 
     async def GetEvent(self, request, context):  # type: ignore[no-untyped-def]
         return event_message(await self._reader.get(current_caller(), request.id))
@@ -252,12 +274,14 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         return events_pb2.DeleteEventResponse()
 
     async def RollbackEvent(self, request, context):  # type: ignore[no-untyped-def]
+        caller = current_caller()
         view = await self._service.rollback(
-            current_caller(),
+            caller,
             request.id,
             draft_of(request.event),
             request.allow_conflicts,
             _expected_version(request),
+            self._keys.of_call(caller.user_id, _serialized_event),
         )
         return event_message(view)
 
@@ -277,7 +301,12 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             RequestedChange(change.user_id, change.username, Role.from_proto(change.role))
             for change in request.changes
         ]
+        caller = current_caller()
         access = await self._access.change(
-            current_caller(), request.event_id, request.expected_access_version, changes
+            caller,
+            request.event_id,
+            request.expected_access_version,
+            changes,
+            self._keys.of_call(caller.user_id, lambda a: access_message(a).SerializeToString()),
         )
         return access_message(access)

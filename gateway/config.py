@@ -20,6 +20,3 @@ class GatewaySettings(CommonSettings):
     rate_limit_user: str = "600/minute"
     # Peers whose X-Forwarded-For is believed (exact addresses or CIDR ranges).
     trusted_proxies: list[str] = Field(default_factory=list)
-
-    # How long Idempotency-Key results are kept, seconds.
-    idempotency_ttl: int = 86_400

@@ -2,11 +2,13 @@
 within the TTL gets the first response and applies nothing again.
 
 Only final answers are replayed (2xx, 409, 412, 422); after a 429, a 5xx or an answer
-that may change (401, 403, 404) a repeat runs again. Answers that carry tokens (login,
-refresh) are never stored. In every case the body's fingerprint is kept, so the key
-is refused with another body (422). While the first request is still running, a
-repeat gets 409. If Redis cannot be reached, a request carrying a key gets 503:
-applying a write twice would be worse.
+that may change (401, 403, 404) a repeat runs again, and the service that writes
+replays the write if it was applied after all (its key commits with the write:
+`common.idempotency`), so a repeat after a 5xx is not applied twice either. Answers
+that carry tokens (login, refresh) are never stored. In every case the body's
+fingerprint is kept, so the key is refused with another body (422). While the first
+request is still running, a repeat gets 409. If Redis cannot be reached, a request
+carrying a key gets 503: applying a write twice would be worse.
 """
 
 import hashlib
@@ -17,6 +19,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import DomainError
+from common.idempotency import RequestKey, request_key_var
 from common.tokens import bearer_token
 from gateway.clients import Gateway
 from gateway.errors import problem_response
@@ -57,9 +60,8 @@ class IdempotencyMiddleware:
         gateway = scope["app"].state.gateway
         body, receive = await _buffer_body(receive)
         user = await _user_scope(gateway, scope)
-        record_key = gateway.settings.redis_key(
-            "idempotency", hashlib.sha256(f"{user}\0{scope['path']}\0{key}".encode()).hexdigest()
-        )
+        scoped_key = hashlib.sha256(f"{user}\0{scope['path']}\0{key}".encode()).hexdigest()
+        record_key = gateway.settings.redis_key("idempotency", scoped_key)
         fingerprint = hashlib.sha256(body).hexdigest()
         try:
             claimed = await gateway.redis.set(
@@ -79,6 +81,8 @@ class IdempotencyMiddleware:
                 await _answer_repeat(record, fingerprint, scope, receive, send)
                 return
 
+        # The services that write record the key with the write (`common.idempotency`).
+        request_key_var.set(RequestKey(scoped_key, fingerprint))
         captured = _CapturedResponse(send)
         try:
             await self.app(scope, receive, captured.send)

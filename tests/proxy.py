@@ -12,13 +12,16 @@ from scripts.stack import free_port
 class FlakyProxy:
     """Forwards 127.0.0.1:`port` to an upstream server until `set_down(True)`, which cuts
     every connection and from then on closes each new one at once (counted in `refused`),
-    as a crashed or restarting server would, until `set_down(False)`."""
+    as a crashed or restarting server would, until `set_down(False)`. For PostgreSQL,
+    `cut_after_commit` cuts one connection as its COMMIT reaches the server."""
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.port = free_port()
         self.refused = 0
         self._upstream = (upstream_host, upstream_port)
         self._down = False
+        self._cut_marker: bytes | None = None
+        self.cut = threading.Event()
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -56,19 +59,40 @@ class FlakyProxy:
             return
         pair = {writer, up_writer}
         self._writers |= pair
+        marked = False
+        committing = False
 
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def to_server() -> None:
+            nonlocal marked, committing
             try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
+                while data := await reader.read(65536):
+                    marked = marked or bool(self._cut_marker and self._cut_marker in data)
+                    if marked and b"COMMIT" in data:
+                        self._cut_marker, marked, committing = None, False, True
+                    up_writer.write(data)
+                    await up_writer.drain()
             except (ConnectionError, OSError):
                 pass
             finally:
-                sink.close()
+                up_writer.close()
+
+        async def to_client() -> None:
+            try:
+                while data := await up_reader.read(65536):
+                    if committing:  # the server answered the COMMIT: the client never learns
+                        writer.close()
+                        self.cut.set()
+                        continue
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+                up_writer.close()
 
         try:
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            await asyncio.gather(to_server(), to_client())
         finally:
             self._writers -= pair
 
@@ -87,6 +111,13 @@ class FlakyProxy:
                 self._writers.clear()
 
         asyncio.run_coroutine_threadsafe(apply(), self._loop).result(5)
+
+    def cut_after_commit(self, marker: bytes) -> None:
+        """Once: the first connection that sends `marker` is cut when the server answers
+        its next COMMIT, so the transaction commits but the client is told nothing
+        (`cut` is set then)."""
+        self.cut.clear()
+        self._cut_marker = marker
 
     @contextmanager
     def outage(self) -> Iterator[None]:

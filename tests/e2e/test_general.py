@@ -1,8 +1,10 @@
 """The General section of API.md: errors, request ids, body limit, idempotency, operations."""
 
+import hashlib
 import uuid
 
 import httpx
+import redis
 
 from scripts.stack import wait_until
 from tests.e2e.helpers import assert_problem
@@ -113,3 +115,50 @@ def test_a_rate_limited_request_is_not_replayed(start_gateway, make_user) -> Non
     assert replayed.status_code == 201
     assert replayed.headers["idempotent-replayed"] == "true"
     assert replayed.json()["id"] == answers[-1].json()["id"]
+
+
+def test_writes_are_replayed_by_the_services_when_the_gateway_forgot(
+    api: httpx.Client, make_user, stack, namespace: str
+) -> None:
+    """The key travels to the service that writes (through history for a rollback,
+    through sharing for a share) and commits with the write: with the gateway's record
+    gone, as after a 5xx, a repeat is still answered as the first and applied once."""
+    owner, editor = make_user(), make_user()
+    store = redis.Redis.from_url(stack.env["EVENTHUB_REDIS_URL"])
+
+    def post(path: str, key: str, body: dict | None = None) -> httpx.Response:
+        headers = {**owner.headers, "Idempotency-Key": key}
+        response = api.post(path, json=body, headers=headers)
+        assert response.status_code in (200, 201), response.text
+        scoped = hashlib.sha256(f"{owner.id}\0{path}\0{key}".encode()).hexdigest()
+        assert store.delete(f"{namespace}:idempotency:{scoped}") == 1
+        return response
+
+    event = api.post(
+        "/api/events",
+        json={
+            "title": "v1",
+            "start_time": "2031-06-01T10:00:00Z",
+            "end_time": "2031-06-01T11:00:00Z",
+        },
+        headers=owner.headers,
+    ).json()
+    url = f"/api/events/{event['id']}"
+    assert api.patch(url, json={"title": "v2"}, headers=owner.headers).status_code == 200
+
+    rollback, share = uuid.uuid4().hex, uuid.uuid4().hex
+    grant = {"users": [{"user_id": editor.id, "role": "editor"}]}
+    rolled_back = post(f"{url}/rollback/1", rollback)
+    shared = post(f"{url}/share", share, grant)
+    assert rolled_back.json()["version"] == 3
+    revoked = api.delete(f"{url}/permissions/{editor.id}", headers=owner.headers)
+    assert revoked.status_code == 204, revoked.text
+
+    assert post(f"{url}/rollback/1", rollback).json() == rolled_back.json()
+    assert post(f"{url}/share", share, grant).json() == shared.json()
+
+    versions = api.get(f"{url}/history", headers=owner.headers).json()["items"]
+    assert sorted(item["version"] for item in versions) == [1, 2, 3]
+    assert api.get(url, headers=owner.headers).json()["version"] == 3
+    # The share was not applied again: the editor's role stays revoked.
+    assert api.get(url, headers=editor.headers).status_code == 404

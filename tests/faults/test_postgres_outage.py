@@ -4,11 +4,18 @@ import uuid
 from collections.abc import Callable
 
 import httpx
+import psycopg
 import pytest
 
 from tests.conftest import User
 from tests.faults.conftest import Backing
-from tests.faults.helpers import assert_unavailable, create_event, event_body, wait_for_success
+from tests.faults.helpers import (
+    assert_unavailable,
+    create_event,
+    event_body,
+    history_versions,
+    wait_for_success,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -98,3 +105,29 @@ def test_a_retried_write_is_applied_once(
         listed = api.get("/api/events", params={"q": key}, headers=user.headers)
         assert listed.status_code == 200, listed.text
         assert len(listed.json()["items"]) == 1, key
+
+
+def test_a_write_whose_commit_was_not_acknowledged_is_not_applied_again(
+    api: httpx.Client, make_user: Callable[..., User], backing: Backing
+) -> None:
+    """The connection is cut as the create's COMMIT reaches PostgreSQL: the create is
+    applied, its client gets a 5xx, and the retry with the same key gets the create's
+    answer instead of a second event."""
+    user, key, title = make_user(), str(uuid.uuid4()), f"cut at commit {uuid.uuid4()}"
+    body = event_body(title)
+    headers = {**user.headers, "Idempotency-Key": key}
+    backing.postgres.cut_after_commit(title.encode())
+
+    lost = api.post("/api/events", json=body, headers=headers)
+    assert lost.status_code == 503, lost.text
+    assert backing.postgres.cut.is_set()
+    with psycopg.connect(backing.database_url) as db:
+        stored = db.execute("SELECT id FROM events.events WHERE title = %s", (title,)).fetchall()
+    assert len(stored) == 1  # committed, though the service could not say so
+
+    retried = api.post("/api/events", json=body, headers=headers)
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["id"] == str(stored[0][0])
+    listed = api.get("/api/events", params={"q": title}, headers=user.headers).json()["items"]
+    assert [item["id"] for item in listed] == [str(stored[0][0])]
+    assert history_versions(api, user, listed[0]["id"]) == [1]
