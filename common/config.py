@@ -3,14 +3,20 @@
 All variables carry the `EVENTHUB_` prefix, e.g. `EVENTHUB_DATABASE_URL`.
 """
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVENTHUB_", extra="ignore")
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/eventhub"
+    # A file holding the database password, put into `database_url` (Compose and
+    # Kubernetes mount it, so the URL itself holds no secret).
+    database_password_file: Path | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     nats_url: str = "nats://127.0.0.1:4222"
     # Prefix of every Redis key, NATS subject and stream name, so that several
@@ -43,6 +49,27 @@ class CommonSettings(BaseSettings):
     # Access-token claims every verifier checks.
     jwt_issuer: str = "eventhub-auth"
     jwt_audience: str = "eventhub"
+
+    # The key internal callers sign their service tokens with (`common.service_identity`),
+    # inline or as a file; the event, sharing and history services need it.
+    service_key: SecretStr | None = None
+    service_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _password_in_url(self) -> "CommonSettings":
+        if self.database_password_file is not None:
+            password = self.database_password_file.read_text().strip()
+            url = make_url(self.database_url).set(password=password)
+            self.database_url = url.render_as_string(hide_password=False)
+        return self
+
+    def internal_service_key(self) -> bytes:
+        """The service key; ValueError naming the settings when neither is set."""
+        if self.service_key is not None and self.service_key.get_secret_value():
+            return self.service_key.get_secret_value().encode()
+        if self.service_key_file is not None:
+            return self.service_key_file.read_bytes().strip()
+        raise ValueError("set EVENTHUB_SERVICE_KEY or EVENTHUB_SERVICE_KEY_FILE")
 
     def redis_key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))

@@ -16,6 +16,7 @@ import grpc
 from common.grpc_server import caller_var, deadline_var
 from common.idempotency import key_metadata
 from common.logging import request_id_var
+from common.service_identity import SERVICE_METADATA, ServiceTokens
 from eventhub.auth.v1 import auth_pb2, auth_pb2_grpc
 
 # The largest answer a service gives is an expansion of 20,000 occurrences with
@@ -66,21 +67,31 @@ def call_metadata() -> list[tuple[str, str]]:
 
 
 class _WithCallContext:
-    """A unary-unary method whose calls carry the call context and a deadline."""
+    """A unary-unary method whose calls carry the call context, the calling service's
+    token (if it has one) and a deadline."""
 
-    __slots__ = ("_method", "_deadline")
+    __slots__ = ("_method", "_deadline", "_service")
 
-    def __init__(self, method: grpc.aio.UnaryUnaryMultiCallable, deadline: float) -> None:
+    def __init__(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable,
+        deadline: float,
+        service: ServiceTokens | None,
+    ) -> None:
         self._method = method
         self._deadline = deadline
+        self._service = service
 
     def __call__(
         self, request: Any, *, timeout: float | None = None, metadata: Any = None, **kwargs: Any
     ) -> Any:
+        context = call_metadata()
+        if self._service is not None:
+            context.append((SERVICE_METADATA, self._service.mint()))
         return self._method(
             request,
             timeout=call_timeout(timeout or self._deadline),
-            metadata=(*call_metadata(), *(metadata or ())),
+            metadata=(*context, *(metadata or ())),
             **kwargs,
         )
 
@@ -89,25 +100,33 @@ class _CallContextChannel:
     """A channel whose unary-unary methods (what the stubs are made of) add the call
     context; everything else is the channel's own."""
 
-    def __init__(self, channel: grpc.aio.Channel, deadline: float) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, deadline: float, service: ServiceTokens | None
+    ) -> None:
         self._channel = channel
         self._deadline = deadline
+        self._service = service
 
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> _WithCallContext:
-        return _WithCallContext(self._channel.unary_unary(method, *args, **kwargs), self._deadline)
+        multicallable = self._channel.unary_unary(method, *args, **kwargs)
+        return _WithCallContext(multicallable, self._deadline, self._service)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._channel, name)
 
 
 def open_channel(
-    addresses: str, deadline: float, options: Sequence[tuple[str, Any]] = ()
+    addresses: str,
+    deadline: float,
+    options: Sequence[tuple[str, Any]] = (),
+    service: ServiceTokens | None = None,
 ) -> grpc.aio.Channel:
-    """`options` add to (or override) the default channel options."""
+    """`options` add to (or override) the default channel options; with `service`,
+    every call carries that service's token (`common.service_identity`)."""
     channel = grpc.aio.insecure_channel(
         channel_target(addresses), options=[*_CHANNEL_OPTIONS, *options]
     )
-    return cast(grpc.aio.Channel, _CallContextChannel(channel, deadline))
+    return cast(grpc.aio.Channel, _CallContextChannel(channel, deadline, service))
 
 
 def public_key_fetcher(channel: grpc.aio.Channel):  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from common.errors import DomainError, Unauthenticated, error_trailer
 from common.heap import freeze_startup_heap
 from common.idempotency import Replayed, key_from_metadata, request_key_var
 from common.logging import request_id_var
+from common.service_identity import SERVICE_METADATA, service_token_var
 from common.tokens import Caller, TokenVerifier, bearer_token
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ def current_caller() -> Caller:
 
 
 class CallContextInterceptor(grpc.aio.ServerInterceptor):
-    """Sets the request id, verified caller, deadline and idempotency key of each call;
+    """Sets the request id, verified caller, deadline, idempotency key and service
+    token of each call;
     answers a replayed write with its first answer, and turns domain errors into gRPC
     statuses (unexpected ones into INTERNAL with no detail)."""
 
@@ -65,6 +67,7 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
             remaining = context.time_remaining()
             deadline_var.set(None if remaining is None else time.monotonic() + remaining)
             request_key_var.set(key_from_metadata(metadata))
+            service_token_var.set(metadata.get(SERVICE_METADATA))
             try:
                 token = bearer_token(metadata.get("authorization"))
                 if token is not None and verifier is not None:

@@ -5,15 +5,12 @@ import sys
 
 from redis.asyncio import Redis
 
-from common.db import make_engine, make_write_pool
+from common.db import make_write_pool
 from common.event_cache import event_cache_prefix, view_prefix
-from common.grpc_client import open_channel, public_key_fetcher
-from common.grpc_server import run_service, serve
 from common.idempotency import IdempotencyKeys
-from common.logging import configure_logging
 from common.notifications import event_stream, event_stream_subjects
 from common.outbox import OutboxRelay
-from common.tokens import TokenVerifier
+from common.wiring import Wiring, run_process
 from event_service.access import AccessService
 from event_service.cache import EventCache
 from event_service.config import EventSettings
@@ -24,8 +21,10 @@ from event_service.servicer import EventServicer
 from eventhub.events.v1 import events_pb2, events_pb2_grpc
 
 
-async def run(settings: EventSettings) -> None:
-    engine = make_engine(settings.database_url, settings.db_pool_size, settings.grpc_deadline)
+async def run(wiring: Wiring[EventSettings]) -> None:
+    settings = wiring.settings
+    services = wiring.service_tokens("events")
+    engine = wiring.engine()
     writes = make_write_pool(
         settings.database_url,
         settings.db_pool_size,
@@ -33,11 +32,10 @@ async def run(settings: EventSettings) -> None:
         statement_timeout=settings.grpc_deadline,
     )
     await writes.open()
+    wiring.on_stop(writes.close)
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
-    auth_channel = open_channel(settings.auth_addr, settings.grpc_deadline)
-    verifier = TokenVerifier(
-        settings.jwt_issuer, settings.jwt_audience, public_key_fetcher(auth_channel)
-    )
+    wiring.on_stop(redis.aclose)
+    verifier = wiring.user_verifier()
     relay = OutboxRelay(
         outbox,
         writes,
@@ -57,33 +55,21 @@ async def run(settings: EventSettings) -> None:
     access = AccessService(settings.namespace, engine, cache, relay.wake)
     keys = IdempotencyKeys(idempotency_keys, settings.idempotency_ttl)
     relay.start()
+    wiring.on_stop(relay.close)
     purge = asyncio.create_task(keys.purge_expired(writes), name="idempotency-key-purge")
+    wiring.on_stop(purge.cancel)
 
-    async def close() -> None:
-        purge.cancel()
-        await relay.close()
-        await auth_channel.close()
-        await redis.aclose()
-        await writes.close()
-        await engine.dispose()
-
-    await serve(
-        port=settings.grpc_port,
-        service_names=[events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name],
-        register=lambda server: events_pb2_grpc.add_EventServiceServicer_to_server(
-            EventServicer(reader, service, access, keys), server
-        ),
-        verifier=verifier,
-        shutdown_grace=settings.shutdown_grace,
-        host=settings.grpc_listen_host,
-        on_stop=close,
+    await wiring.serve(
+        events_pb2,
+        "EventService",
+        events_pb2_grpc.add_EventServiceServicer_to_server,
+        EventServicer(reader, service, access, keys, services),
+        verifier,
     )
 
 
 def main() -> None:
-    settings = EventSettings()
-    configure_logging("event_service", settings.log_level)
     # Series are checked in worker threads (`event_service.checks.beside_the_loop`):
     # the event loop gets the GIL back from them within 0.5 ms instead of 5.
     sys.setswitchinterval(0.0005)
-    run_service(run(settings))
+    run_process("event_service", EventSettings, run)

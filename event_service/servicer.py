@@ -9,6 +9,7 @@ from common.errors import InvalidArgument
 from common.grpc_server import current_caller
 from common.idempotency import IdempotencyKeys
 from common.roles import NO_ROLE, Role, role_to_proto
+from common.service_identity import ServiceTokens
 from common.timeutil import from_timestamp, to_timestamp
 from event_service.access import AccessService, RequestedChange
 from event_service.domain.events import EventDraft
@@ -180,11 +181,13 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         service: EventService,
         access: AccessService,
         keys: IdempotencyKeys,
+        services: ServiceTokens,
     ) -> None:
         self._reader = reader
         self._service = service
         self._access = access
         self._keys = keys
+        self._services = services
 
     async def CreateEvent(self, request, context):  # type: ignore[no-untyped-def]
         caller = current_caller()
@@ -275,6 +278,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
 
     async def RollbackEvent(self, request, context):  # type: ignore[no-untyped-def]
         caller = current_caller()
+        self._services.require("history", "roll back an event to given content")
         view = await self._service.rollback(
             caller,
             request.id,
@@ -302,6 +306,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             for change in request.changes
         ]
         caller = current_caller()
+        self._services.require("sharing", "change an event's access list")
         access = await self._access.change(
             caller,
             request.event_id,

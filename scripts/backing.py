@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from common.keygen import JWT_KEY_NAME, SERVICE_KEY_NAME, ensure_keys
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/eventhub"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -42,6 +41,7 @@ POLL_INTERVAL = 0.05
 # PostgreSQL refuses to run as root; as root, its processes run as this user.
 POSTGRES_OS_USER = "nobody"
 JWT_KEY_VARS = ("EVENTHUB_JWT_PRIVATE_KEY", "EVENTHUB_JWT_PRIVATE_KEY_FILE")
+SERVICE_KEY_VARS = ("EVENTHUB_SERVICE_KEY", "EVENTHUB_SERVICE_KEY_FILE")
 
 
 class _Server:
@@ -183,27 +183,15 @@ def stop_local_servers(run_dir: Path) -> None:
         _env_file(run_dir).unlink(missing_ok=True)
 
 
-def ensure_dev_signing_key(run_dir: Path) -> dict[str, str]:
-    """Point the auth service at a throwaway Ed25519 key unless a key is configured."""
-    if any(os.environ.get(var) for var in JWT_KEY_VARS):
-        return {}
-    path = run_dir / "jwt_dev_signing_key.pem"
-    if not path.exists():
-        write_signing_key(path)
-    return {"EVENTHUB_JWT_PRIVATE_KEY_FILE": str(path)}
-
-
-def write_signing_key(path: Path) -> None:
-    """A new Ed25519 private key as unencrypted PKCS8 PEM, readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
+def ensure_dev_keys(run_dir: Path) -> dict[str, str]:
+    """Point the services at throwaway keys (`common.keygen`) unless keys are configured."""
+    keys = ensure_keys(run_dir / "keys")
+    env = {}
+    if not any(os.environ.get(var) for var in JWT_KEY_VARS):
+        env["EVENTHUB_JWT_PRIVATE_KEY_FILE"] = str(keys[JWT_KEY_NAME])
+    if not any(os.environ.get(var) for var in SERVICE_KEY_VARS):
+        env["EVENTHUB_SERVICE_KEY_FILE"] = str(keys[SERVICE_KEY_NAME])
+    return env
 
 
 def _start(server: _Server, configured_url: str, run_dir: Path) -> str:

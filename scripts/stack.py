@@ -32,6 +32,7 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.config import CommonSettings
+from common.keygen import JWT_KEY_NAME, SERVICE_KEY_NAME, ensure_keys
 from scripts import backing
 
 REPO = Path(__file__).resolve().parent.parent
@@ -303,15 +304,16 @@ def isolated_deployment(
     namespace = "t" + secrets.token_hex(5)
     database = f"eventhub_{namespace}"
     base_url = backing_env["EVENTHUB_DATABASE_URL"]
-    key_file = run_dir / "jwt_signing_key.pem"
-    backing.write_signing_key(key_file)
+    keys = ensure_keys(run_dir / "keys")
     env = {
         **backing_env,
         "EVENTHUB_DATABASE_URL": urlunsplit(urlsplit(base_url)._replace(path=f"/{database}")),
         "EVENTHUB_NAMESPACE": namespace,
         "EVENTHUB_GATEWAY_PORT": str(free_port_range(replicas.get("gateway", 1))),
-        "EVENTHUB_JWT_PRIVATE_KEY_FILE": str(key_file),
+        "EVENTHUB_JWT_PRIVATE_KEY_FILE": str(keys[JWT_KEY_NAME]),
         "EVENTHUB_JWT_PRIVATE_KEY": "",
+        "EVENTHUB_SERVICE_KEY_FILE": str(keys[SERVICE_KEY_NAME]),
+        "EVENTHUB_SERVICE_KEY": "",
         **{
             var: ",".join(f"127.0.0.1:{free_port()}" for _ in range(replicas.get(service, 1)))
             for service, var in ADDR_VARS.items()
@@ -365,7 +367,7 @@ def replica_addresses(replicas: Mapping[str, int]) -> dict[str, str]:
 def up(run_dir: Path, replicas: Mapping[str, int]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     env = backing.ensure_backing_servers(run_dir)
-    env.update(backing.ensure_dev_signing_key(run_dir))
+    env.update(backing.ensure_dev_keys(run_dir))
     env.update(replica_addresses(replicas))
     stack = Stack(env, run_dir, gateway_replicas=replicas.get("gateway", 1))
     if running_from_pid_files(stack) and stack.is_ready():

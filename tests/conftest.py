@@ -15,6 +15,7 @@ import grpc
 import httpx
 import pytest
 
+from common.service_identity import SERVICE_METADATA, ServiceTokens
 from scripts.stack import SERVICE_ADDR_VARS, Stack, free_port, isolated_deployment, wait_until
 
 
@@ -115,6 +116,18 @@ def service_channel(stack: Stack) -> Iterator[Callable[[str], grpc.Channel]]:
     yield open_channel
     for channel in opened:
         channel.close()
+
+
+@pytest.fixture
+def as_service(stack: Stack) -> Callable[[str, "User"], list[tuple[str, str]]]:
+    """Call metadata of a call another service (`history`, `sharing`) makes for a user."""
+    key = Path(stack.env["EVENTHUB_SERVICE_KEY_FILE"]).read_bytes().strip()
+
+    def metadata(service: str, user: User) -> list[tuple[str, str]]:
+        token = ServiceTokens(key, service).mint()
+        return [("authorization", f"Bearer {user.access_token}"), (SERVICE_METADATA, token)]
+
+    return metadata
 
 
 @pytest.fixture

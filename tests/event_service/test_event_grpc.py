@@ -141,7 +141,7 @@ def test_get_event_version_outlives_the_event(
 
 
 def test_rollback_restores_content_as_a_new_version(
-    events: EventServiceStub, sharing: SharingServiceStub, make_user
+    events: EventServiceStub, sharing: SharingServiceStub, make_user, as_service
 ) -> None:
     owner, editor, viewer = make_user(), make_user(), make_user()
     event = create(events, owner)
@@ -152,31 +152,35 @@ def test_rollback_restores_content_as_a_new_version(
     )
     assert events.ReplaceEvent(moved, metadata=auth(owner)).version == 2
     original = event_input()
+
+    def via_history(user: User) -> list[tuple[str, str]]:
+        return as_service("history", user)
+
     rollback = pb.RollbackEventRequest(
         id=event.id, event=original, rolled_back_to=1, expected_version=2
     )
-    denied = rpc_error(lambda: events.RollbackEvent(rollback, metadata=auth(viewer)))
+    denied = rpc_error(lambda: events.RollbackEvent(rollback, metadata=via_history(viewer)))
     assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
-    restored = events.RollbackEvent(rollback, metadata=auth(editor))
+    restored = events.RollbackEvent(rollback, metadata=via_history(editor))
     assert (restored.version, restored.title, restored.start_time) == (
         3,
         "Review",
         original.start_time,
     )
     assert restored.role == common_pb2.ROLE_EDITOR
-    stale = rpc_error(lambda: events.RollbackEvent(rollback, metadata=auth(editor)))
+    stale = rpc_error(lambda: events.RollbackEvent(rollback, metadata=via_history(editor)))
     assert stale.code() == grpc.StatusCode.FAILED_PRECONDITION
     blocker = create(events, owner, start="2026-04-02T10:00", end="2026-04-02T10:30")
     back_to_moved = pb.RollbackEventRequest(id=event.id, event=moved.event, rolled_back_to=2)
-    clash = rpc_error(lambda: events.RollbackEvent(back_to_moved, metadata=auth(editor)))
+    clash = rpc_error(lambda: events.RollbackEvent(back_to_moved, metadata=via_history(editor)))
     assert clash.code() == grpc.StatusCode.ABORTED
     # The editor has no role on the blocker: its times, not its id.
     assert [c.get("event_id") for c in problem_from_rpc_error(clash)["conflicts"]] == [None]
-    clash = rpc_error(lambda: events.RollbackEvent(back_to_moved, metadata=auth(owner)))
+    clash = rpc_error(lambda: events.RollbackEvent(back_to_moved, metadata=via_history(owner)))
     assert [c["event_id"] for c in problem_from_rpc_error(clash)["conflicts"]] == [blocker.id]
     # A rollback to the current content is still a new version.
     same = pb.RollbackEventRequest(id=event.id, event=original, rolled_back_to=1)
-    assert events.RollbackEvent(same, metadata=auth(owner)).version == 4
+    assert events.RollbackEvent(same, metadata=via_history(owner)).version == 4
 
 
 def test_every_change_is_published_once_with_its_version(

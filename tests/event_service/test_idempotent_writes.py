@@ -33,8 +33,15 @@ def sharing(service_channel: Callable[[str], grpc.Channel]) -> SharingServiceStu
     return SharingServiceStub(service_channel("sharing"))
 
 
-def keyed(user: User, key: str, fingerprint: str = "body-1") -> list[tuple[str, str]]:
-    return [*auth(user), ("idempotency-key", key), ("idempotency-fingerprint", fingerprint)]
+def keyed(
+    user: User, key: str, fingerprint: str = "body-1", caller: list[tuple[str, str]] | None = None
+) -> list[tuple[str, str]]:
+    """`caller`: the metadata of the user's call (default: the user's own token)."""
+    return [
+        *(caller or auth(user)),
+        ("idempotency-key", key),
+        ("idempotency-fingerprint", fingerprint),
+    ]
 
 
 def titled(events: EventServiceStub, user: User, title: str) -> list[pb.Event]:
@@ -142,7 +149,7 @@ def test_a_repeated_batch_is_applied_once(
 
 
 def test_a_repeated_rollback_makes_one_version(
-    events: EventServiceStub, make_user: Callable[..., User]
+    events: EventServiceStub, make_user: Callable[..., User], as_service
 ) -> None:
     user, key = make_user(), str(uuid.uuid4())
     event = create(events, user, title="draft")
@@ -153,8 +160,9 @@ def test_a_repeated_rollback_makes_one_version(
     )
     rollback = pb.RollbackEventRequest(id=event.id, event=original, rolled_back_to=1)
 
-    first = events.RollbackEvent(rollback, metadata=keyed(user, key))
-    repeat = events.RollbackEvent(rollback, metadata=keyed(user, key))
+    history = as_service("history", user)
+    first = events.RollbackEvent(rollback, metadata=keyed(user, key, caller=history))
+    repeat = events.RollbackEvent(rollback, metadata=keyed(user, key, caller=history))
 
     assert first.version == 3 and repeat == first
     current = events.GetEvent(pb.GetEventRequest(id=event.id), metadata=auth(user))
@@ -162,7 +170,7 @@ def test_a_repeated_rollback_makes_one_version(
 
 
 def test_a_repeated_access_change_is_answered_as_the_first(
-    events: EventServiceStub, make_user: Callable[..., User]
+    events: EventServiceStub, make_user: Callable[..., User], as_service
 ) -> None:
     owner, editor, key = make_user(), make_user(), str(uuid.uuid4())
     event = create(events, owner)
@@ -176,7 +184,8 @@ def test_a_repeated_access_change_is_answered_as_the_first(
         ],
     )
 
-    first = events.ChangeAccess(change, metadata=keyed(owner, key))
+    sharing = as_service("sharing", owner)
+    first = events.ChangeAccess(change, metadata=keyed(owner, key, caller=sharing))
     # The list moved on meanwhile; without its key the change would now be stale.
     events.ChangeAccess(
         pb.ChangeAccessRequest(
@@ -184,9 +193,9 @@ def test_a_repeated_access_change_is_answered_as_the_first(
             expected_access_version=first.access_version,
             changes=[pb.AccessChange(user_id=editor.id, role=common_pb2.ROLE_UNSPECIFIED)],
         ),
-        metadata=auth(owner),
+        metadata=sharing,
     )
-    repeat = events.ChangeAccess(change, metadata=keyed(owner, key))
+    repeat = events.ChangeAccess(change, metadata=keyed(owner, key, caller=sharing))
 
     assert repeat == first
     access = events.GetAccess(pb.GetAccessRequest(event_id=event.id), metadata=auth(owner))

@@ -250,7 +250,7 @@ def test_every_change_is_audited_and_announced_once(
 
 
 def test_no_audit_record_is_lost_when_the_sharing_service_dies(
-    sharing, events, make_user, stack: Stack
+    sharing, events, make_user, stack: Stack, as_service
 ) -> None:
     """Killed right after a change it made, and down while the event service applies
     another, the sharing service still audits both once it is back."""
@@ -269,7 +269,8 @@ def test_no_audit_record_is_lost_when_the_sharing_service_dies(
                 events_pb2.AccessChange(user_id=other.id, username=other.username, role=EDITOR)
             ],
         )
-        assert events.ChangeAccess(change, metadata=auth(owner)).access_version == 3
+        changed = events.ChangeAccess(change, metadata=as_service("sharing", owner))
+        assert changed.access_version == 3
         assert len(audit_trail(stack, event_id)) < 3
     finally:
         stack.start("sharing_service")
@@ -282,7 +283,9 @@ def test_no_audit_record_is_lost_when_the_sharing_service_dies(
     ]
 
 
-def test_the_event_service_applies_only_changes_on_the_version_read(events, make_user) -> None:
+def test_the_event_service_applies_only_changes_on_the_version_read(
+    events, make_user, as_service
+) -> None:
     """A change based on an access list that changed meanwhile is refused, never applied blind."""
     owner, user, other = make_user(), make_user(), make_user()
     event_id = new_event(events, owner)
@@ -295,7 +298,7 @@ def test_the_event_service_applies_only_changes_on_the_version_read(events, make
                 events_pb2.AccessChange(user_id=target.id, username=target.username, role=VIEWER)
             ],
         )
-        return events.ChangeAccess(request, metadata=auth(owner))
+        return events.ChangeAccess(request, metadata=as_service("sharing", owner))
 
     assert grant(user, 1).access_version == 2
     stale = rpc_error(lambda: grant(other, 1))
@@ -311,7 +314,7 @@ def test_the_event_service_applies_only_changes_on_the_version_read(events, make
                     events_pb2.AccessChange(user_id=user.id, username=user.username, role=OWNER)
                 ],
             ),
-            metadata=auth(user),
+            metadata=as_service("sharing", user),
         )
     )
     assert not_owner.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -320,9 +323,9 @@ def test_the_event_service_applies_only_changes_on_the_version_read(events, make
         expected_access_version=2,
         changes=[events_pb2.AccessChange(user_id=owner.id)],
     )
-    assert rpc_error(lambda: events.ChangeAccess(ownerless, metadata=auth(owner))).code() == (
-        grpc.StatusCode.ABORTED
-    )
+    assert rpc_error(
+        lambda: events.ChangeAccess(ownerless, metadata=as_service("sharing", owner))
+    ).code() == (grpc.StatusCode.ABORTED)
 
 
 def test_a_sharing_replica_without_nats_still_shares(events, make_user, stack: Stack) -> None:
