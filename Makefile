@@ -68,6 +68,6 @@ clean: down
 bench: $(STAMP)
 	$(PY) -m bench.load $(BENCH_ARGS)
 
-## Offline checks of the Dockerfiles, docker-compose.yml and the Kubernetes overlays.
+## Offline checks of the Dockerfile, docker-compose.yml and the Kubernetes overlays.
 deploy-check:
 	bash scripts/check_deploy.sh

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment files; needs no Docker engine and no cluster.
-#   - the five Dockerfiles: hadolint, plus EventHub's rules (multi-stage, non-root, ...);
-#   - docker-compose.yml: `docker compose config`, plus its wiring (migrate first, one port);
+#   - the Dockerfile: hadolint, plus EventHub's rules (multi-stage, non-root, a stage per
+#     service with its port, healthcheck and command, ...);
+#   - docker-compose.yml: `docker compose config` with no variables set, plus its wiring
+#     (keys and migrations first, who gets which key, one port);
 #   - every kustomize overlay: rendered, validated with `kubernetes-validate --strict`
 #     against Kubernetes $K8S_VERSION, plus its wiring (probes, security, policies, ...).
 # The tools are installed from PyPI into the project venv on first use.
@@ -47,21 +49,15 @@ fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-echo "== Dockerfiles"
-DOCKERFILES=(gateway/Dockerfile auth_service/Dockerfile event_service/Dockerfile
-    sharing_service/Dockerfile history_service/Dockerfile)
-"$VENV/bin/hadolint" "${DOCKERFILES[@]}"
+echo "== Dockerfile"
+"$VENV/bin/hadolint" Dockerfile
 
-echo "== docker-compose.yml"
-touch "$WORK/jwt_private_key.pem"
-# --env-file /dev/null: judge the file alone, not a developer's .env.
-if "$COMPOSE" --env-file /dev/null -f docker-compose.yml config -q 2>/dev/null; then
-    fail "docker-compose.yml must refuse to run without POSTGRES_PASSWORD and the JWT key file"
-fi
-POSTGRES_PASSWORD=check-only EVENTHUB_JWT_KEY_FILE="$WORK/jwt_private_key.pem" \
-    "$COMPOSE" --env-file /dev/null -f docker-compose.yml config -q
-POSTGRES_PASSWORD=check-only EVENTHUB_JWT_KEY_FILE="$WORK/jwt_private_key.pem" \
-    "$COMPOSE" --env-file /dev/null -f docker-compose.yml config --format json >"$WORK/compose.json"
+echo "== docker-compose.yml (no variables set)"
+# A fresh clone has no .env and sets nothing: judge the file alone, not a developer's .env
+# (--env-file /dev/null) or shell (env -i).
+compose_config() { env -i PATH="$PATH" "$COMPOSE" --env-file /dev/null -f docker-compose.yml config "$@"; }
+compose_config -q
+compose_config --format json >"$WORK/compose.json"
 
 echo "== kustomize (Kubernetes $K8S_VERSION schemas, strict)"
 for overlay in "${OVERLAYS[@]}"; do
@@ -71,7 +67,7 @@ for overlay in "${OVERLAYS[@]}"; do
 done
 
 echo "== EventHub rules"
-"$VENV/bin/python" - "$WORK" "${OVERLAYS[@]}" "${DOCKERFILES[@]}" <<'PY'
+"$VENV/bin/python" - "$WORK" "${OVERLAYS[@]}" <<'PY'
 """The project's own rules for its deployment files, on top of schema validation."""
 
 import json
@@ -81,9 +77,7 @@ from pathlib import Path
 
 import yaml
 
-work, args = Path(sys.argv[1]), sys.argv[2:]
-overlays = [a for a in args if not a.endswith("Dockerfile")]
-dockerfiles = [a for a in args if a.endswith("Dockerfile")]
+work, overlays = Path(sys.argv[1]), sys.argv[2:]
 problems: list[str] = []
 
 GRPC_PORTS = {
@@ -105,6 +99,23 @@ CALLERS = {
     "history-service": {"gateway"},
 }
 APPS = {"gateway", *GRPC_PORTS}
+PORTS = {"gateway": 8000, **GRPC_PORTS}
+PACKAGES = {app: app.replace("-", "_") for app in APPS}  # and the Dockerfile stage names
+ONE_SHOTS = {"keygen", "migrate"}
+# Each key file a process reads: its name from `common.keygen` (Compose) and its key in the
+# Kubernetes Secret `eventhub-secrets`. No process holds a key it does not need.
+KEY_FILES = {
+    "EVENTHUB_JWT_PRIVATE_KEY_FILE": ("jwt_private_key.pem", "jwt-private-key.pem"),
+    "EVENTHUB_SERVICE_KEY_FILE": ("service_key", "service-key"),
+}
+KEYS_NEEDED = {
+    "gateway": set(),
+    "auth-service": {"EVENTHUB_JWT_PRIVATE_KEY_FILE"},
+    "event-service": {"EVENTHUB_SERVICE_KEY_FILE"},
+    "sharing-service": {"EVENTHUB_SERVICE_KEY_FILE"},
+    "history-service": {"EVENTHUB_SERVICE_KEY_FILE"},
+    "migrate": set(),
+}
 
 
 def check(ok: bool, where: str, what: str) -> None:
@@ -112,29 +123,117 @@ def check(ok: bool, where: str, what: str) -> None:
         problems.append(f"{where}: {what}")
 
 
-for path in dockerfiles:
-    text = Path(path).read_text()
-    package = Path(path).parent.name
-    check(len(re.findall(r"^FROM ", text, re.M)) >= 2, path, "not multi-stage")
-    check("python:3.11-slim" in text, path, "base is not python:3.11-slim")
-    check(re.search(r"^USER 10001", text, re.M) is not None, path, "no non-root USER 10001")
-    check("PYTHONDONTWRITEBYTECODE=1" in text, path, "PYTHONDONTWRITEBYTECODE unset")
-    check("HEALTHCHECK" in text, path, "no HEALTHCHECK")
-    check(f'CMD ["python", "-m", "{package}"]' in text, path, f"CMD is not python -m {package}")
+text = Path("Dockerfile").read_text()
+check("python:3.11-slim" in text, "Dockerfile", "base is not python:3.11-slim")
+check(re.search(r"^USER 10001", text, re.M) is not None, "Dockerfile", "no non-root USER 10001")
+check("PYTHONDONTWRITEBYTECODE=1" in text, "Dockerfile", "PYTHONDONTWRITEBYTECODE unset")
+# Stage name -> (base, instructions). Each service is a stage named after its package.
+stages: dict[str, tuple[str, str]] = {}
+froms = list(re.finditer(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M))
+for this, after in zip(froms, [*froms[1:], None], strict=True):
+    body = text[this.end() : after.start() if after else len(text)]
+    stages[this[2] or "(last)"] = (this[1], body)
+check(len(stages) >= 3, "Dockerfile", "no builder, runtime and service stages")
+check(stages.get("(last)", ("",))[0] == "${SERVICE}", "Dockerfile", "last stage is not ${SERVICE}")
+for app, package in PACKAGES.items():
+    where = f"Dockerfile stage {package}"
+    base, body = stages.get(package, ("", ""))
+    check(bool(body), where, "missing")
+    check(f'CMD ["python", "-m", "{package}"]' in body, where, f"CMD is not python -m {package}")
+    check(re.search(rf"^EXPOSE {PORTS[app]}$", body, re.M) is not None, where, "wrong EXPOSE")
+    inherited = body
+    while base in stages:
+        base, parent = stages[base]
+        inherited += parent
+    health = re.search(r"^HEALTHCHECK .*?\]$", inherited, re.M | re.S)
+    if app == "gateway":
+        check(health is not None and "/healthz" in health[0], where, "no HTTP healthcheck")
+    else:
+        setting = ADDR_VARS[app].removeprefix("EVENTHUB_").lower()
+        check(health is not None and "HealthStub" in health[0], where, "no gRPC healthcheck")
+        check(f"HEALTH_ADDR_SETTING={setting}" in body, where, f"health not on {setting}")
 
 compose = json.loads((work / "compose.json").read_text())["services"]
 check(
-    set(compose) == APPS | {"postgres", "redis", "nats", "migrate"},
+    set(compose) == APPS | ONE_SHOTS | {"postgres", "redis", "nats"},
     "compose",
     f"unexpected services {sorted(compose)}",
 )
+keygen = compose.get("keygen", {})
+check(
+    keygen.get("command", [])[:3] == ["python", "-m", "common.keygen"],
+    "compose keygen",
+    "does not run common.keygen",
+)
+keygen_mounts = [(m["source"], m["target"]) for m in keygen.get("volumes", [])]
+check(len(keygen_mounts) == 1, "compose keygen", "needs exactly one volume, the keys")
+keys_volume, keys_dir = keygen_mounts[0] if keygen_mounts else ("", "")
+
+
+# Whoever reads a key file (*_FILE) mounts the keys read-only and waits for keygen; nobody
+# else mounts them.
+for name, service in compose.items():
+    if name == "keygen":
+        continue
+    env = service.get("environment", {})
+    files = {var: path for var, path in env.items() if var.endswith("_FILE")}
+    mounted = any(
+        m.get("source") == keys_volume and m.get("target") == keys_dir and m.get("read_only")
+        for m in service.get("volumes", [])
+    )
+    where = f"compose {name}"
+    check(mounted == bool(files), where, f"keys volume mounted: {mounted}, key files: {files}")
+    for var, path in files.items():
+        check(path.rsplit("/", 1)[0] == keys_dir, where, f"{var} is not in {keys_dir}")
+    if files:
+        check(
+            service.get("depends_on", {}).get("keygen", {}).get("condition")
+            == "service_completed_successfully",
+            where,
+            "reads keys without waiting for keygen",
+        )
+postgres_env = compose.get("postgres", {}).get("environment", {})
+check(
+    "POSTGRES_PASSWORD" not in postgres_env
+    and postgres_env.get("POSTGRES_PASSWORD_FILE") == f"{keys_dir}/database_password",
+    "compose postgres",
+    "password not from the keys volume",
+)
+for name in APPS | {"migrate"}:
+    env = compose.get(name, {}).get("environment", {})
+    key_vars = {var for var in env if var in KEY_FILES}
+    check(key_vars == KEYS_NEEDED[name], f"compose {name}", f"key files {sorted(key_vars)}")
+    for var in key_vars:
+        check(env[var] == f"{keys_dir}/{KEY_FILES[var][0]}", f"compose {name}", f"{var} wrong")
+    url = env.get("EVENTHUB_DATABASE_URL")
+    if name == "gateway":
+        check(url is None, "compose gateway", "has a database URL")
+    else:
+        check(
+            url is not None and ":" not in url.split("//", 1)[-1].split("@", 1)[0],
+            f"compose {name}",
+            "database URL missing or holds a password",
+        )
+        check(
+            env.get("EVENTHUB_DATABASE_PASSWORD_FILE") == f"{keys_dir}/database_password",
+            f"compose {name}",
+            "database password not from the keys volume",
+        )
+for name in APPS | ONE_SHOTS:
+    build = compose.get(name, {}).get("build", {})
+    check(build.get("dockerfile") == "Dockerfile", f"compose {name}", "not built from Dockerfile")
+    check(
+        build.get("args", {}).get("SERVICE") == PACKAGES.get(name, "auth_service"),
+        f"compose {name}",
+        "wrong SERVICE build argument",
+    )
 for name, service in compose.items():
     check(
         bool(service.get("ports")) == (name == "gateway"),
         f"compose {name}",
         "only the gateway publishes a port",
     )
-for name in APPS | {"migrate"}:
+for name in APPS | ONE_SHOTS:
     service = compose.get(name, {})
     check(service.get("read_only") is True, f"compose {name}", "root filesystem not read-only")
     check("ALL" in service.get("cap_drop", []), f"compose {name}", "capabilities not dropped")
@@ -149,7 +248,13 @@ for name in APPS | {"migrate"}:
             "does not wait for the migrations",
         )
     for dependency, how in needs.items():
-        if dependency != "migrate":
+        if dependency in ONE_SHOTS:
+            check(
+                how.get("condition") == "service_completed_successfully",
+                f"compose {name}",
+                f"waits for {dependency} without service_completed_successfully",
+            )
+        else:
             check(
                 how.get("condition") == "service_healthy",
                 f"compose {name}",
@@ -212,6 +317,35 @@ for overlay in overlays:
                     where,
                     f"unknown ConfigMap {config_map}",
                 )
+        # Key files: each *_FILE names an item of a mounted Secret volume, and a pod
+        # mounts exactly the keys its process needs.
+        needed = KEYS_NEEDED.get(name, set())
+        secret_items = {
+            v["name"]: {i["path"]: i["key"] for i in v["secret"].get("items", [])}
+            or {"*": "(every key)"}
+            for v in pod.get("volumes", [])
+            if "secret" in v
+        }
+        mounted_keys = {key for items in secret_items.values() for key in items.values()}
+        check(
+            mounted_keys == {KEY_FILES[var][1] for var in needed},
+            where,
+            f"mounts Secret keys {sorted(mounted_keys, key=str)}",
+        )
+        key_vars: set[str] = set()
+        for c in containers(pod):
+            mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+            for var, path in ((e["name"], e.get("value", "")) for e in c.get("env", [])):
+                if not var.endswith("_FILE"):
+                    continue
+                directory, file = path.rsplit("/", 1) if "/" in path else ("", path)
+                mount = mounts.get(directory, {})
+                key = secret_items.get(mount.get("name", ""), {}).get(file)
+                check(key is not None and mount.get("readOnly") is True, where, f"{var}: {path}")
+                if var in KEY_FILES:
+                    key_vars.add(var)
+                    check(key == KEY_FILES[var][1], where, f"{var} is not the Secret's {key}")
+        check(key_vars == needed, where, f"key files {sorted(key_vars)}")
     for name, port in GRPC_PORTS.items():
         if name not in pods:
             continue
@@ -268,6 +402,6 @@ for problem in problems:
     print("FAIL", problem)
 if problems:
     sys.exit(1)
-print(f"{len(dockerfiles)} Dockerfiles, compose and {len(overlays)} overlays follow the rules")
+print(f"Dockerfile, compose and {len(overlays)} overlays follow the rules")
 PY
 echo "check_deploy: all checks passed"
