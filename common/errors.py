@@ -75,6 +75,13 @@ class Unauthenticated(DomainError):
     title = "Unauthorized"
 
 
+class DeadlineExceeded(DomainError):
+    """Answered to nobody: the caller has given up, and the work stops."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    title = "Gateway timeout"
+
+
 class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
     title = "Service unavailable"

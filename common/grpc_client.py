@@ -13,7 +13,8 @@ from typing import Any, cast
 
 import grpc
 
-from common.grpc_server import caller_var, deadline_var
+from common.deadlines import deadline_var
+from common.grpc_server import caller_var
 from common.idempotency import key_metadata
 from common.logging import request_id_var
 from common.service_identity import SERVICE_METADATA, ServiceTokens

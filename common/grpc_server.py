@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
+from common.deadlines import deadline_var
 from common.errors import DomainError, Unauthenticated, error_trailer
 from common.heap import freeze_startup_heap
 from common.idempotency import Replayed, key_from_metadata, request_key_var
@@ -26,9 +27,6 @@ from common.tokens import Caller, TokenVerifier, bearer_token
 log = logging.getLogger(__name__)
 
 caller_var: ContextVar[Caller | None] = ContextVar("caller", default=None)
-# When the call being served must be answered (time.monotonic()), if its caller set a
-# deadline: calls it makes to other services inherit what is left of it.
-deadline_var: ContextVar[float | None] = ContextVar("deadline", default=None)
 
 
 def current_caller() -> Caller:

@@ -9,6 +9,7 @@ once.
 """
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -43,7 +44,10 @@ class GroupCommit(Generic[Item, Result]):
         pending: Pending[Item, Result] = Pending(item)
         self._queues.setdefault(key, []).append(pending)
         if key not in self._draining:
-            self._draining[key] = asyncio.create_task(self._drain(key))
+            # The group's task serves many requests: not in this one's context, whose
+            # deadline (`common.deadlines`) would stop the checks of later groups.
+            drain = self._drain(key)
+            self._draining[key] = asyncio.create_task(drain, context=contextvars.Context())
         return await pending.outcome
 
     async def _drain(self, key: Hashable) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from common import deadlines
 from common.errors import InvalidArgument
 from common.timeutil import rfc3339
 from event_service.domain.recurrence import Occurrence, Schedule
@@ -24,13 +25,15 @@ REQUEST_COMPARED_OCCURRENCES = 100_000
 
 
 class ComparisonBudget:
-    """How many occurrences the conflict checks of one request may still compare."""
+    """How many occurrences the conflict checks of one request may still compare;
+    DeadlineExceeded once the request's deadline passed."""
 
     def __init__(self, occurrences: int = REQUEST_COMPARED_OCCURRENCES) -> None:
         self._left = occurrences
 
     def spend(self, occurrences: int) -> None:
         self._left -= occurrences
+        deadlines.check()
         if self._left < 0:
             raise InvalidArgument.field(
                 "allow_conflicts",

@@ -26,6 +26,7 @@ from functools import cache, lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from common import deadlines
 from common.timeutil import MAX_YEAR, MIN_YEAR
 
 YEARLY, MONTHLY, WEEKLY, DAILY = range(4)
@@ -42,6 +43,8 @@ REPEATS_WITHIN_YEARS = 8
 # about 0.1-0.2 s of CPU. A daily rule with a BY-filter and COUNT=10000 searches
 # 10,000 periods or more, one that repeats within 8 years at most 2,923.
 REQUEST_SEARCH_PERIODS = 50_000
+# Periods searched between two looks at the request's deadline (a few ms at most).
+DEADLINE_CHECK_EVERY = 1024
 # Occurrences after this year are never asked for (windows end by MAX_YEAR + 5).
 _LAST_EXPANDED_YEAR = MAX_YEAR + 100
 _LAST_EXPANDED_ORDINAL = date(_LAST_EXPANDED_YEAR, 12, 31).toordinal()
@@ -435,14 +438,17 @@ class Schedule:
 
 class SearchBudget:
     """How many periods (days, weeks, months or years, by FREQ) the checks of one
-    request may still search; RuleError once spent. It bounds what one request can
-    make the service compute, whatever rules it sends."""
+    request may still search; RuleError once spent, DeadlineExceeded once the request's
+    deadline passed. It bounds what one request can make the service compute, whatever
+    rules it sends, and stops the search when nobody waits for it any more."""
 
     def __init__(self, periods: int = REQUEST_SEARCH_PERIODS) -> None:
         self._left = periods
 
     def spend(self) -> None:
         self._left -= 1
+        if self._left % DEADLINE_CHECK_EVERY == 0:
+            deadlines.check()
         if self._left < 0:
             raise RuleError(
                 "takes too long to expand: the request's rules search more than "
