@@ -66,18 +66,20 @@ class ValidEvent:
     schedule: Schedule
 
 
-def validate(draft: EventDraft, prefix: str = "") -> ValidEvent:
+def validate(draft: EventDraft, prefix: str = "", budget: SearchBudget | None = None) -> ValidEvent:
     """The draft with its schedule, or InvalidArgument naming each bad field."""
-    errors = field_errors(draft, SearchBudget())
+    errors = field_errors(draft, budget or SearchBudget())
     if errors:
         raise InvalidArgument([{"field": prefix + f, "message": m} for f, m in errors])
     return ValidEvent(draft, schedule_of(draft))
 
 
-def validate_all(drafts: list[EventDraft], prefix: str) -> list[ValidEvent]:
+def validate_all(
+    drafts: list[EventDraft], prefix: str, budget: SearchBudget | None = None
+) -> list[ValidEvent]:
     """Every draft validated; errors of all of them at once, named `<prefix><index>.<field>`.
     Their series share one search budget: a request's rules cost the service so much."""
-    budget = SearchBudget()
+    budget = budget or SearchBudget()
     errors = [
         {"field": f"{prefix}{index}.{name}", "message": message}
         for index, draft in enumerate(drafts)

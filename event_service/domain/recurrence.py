@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -444,11 +444,13 @@ class SearchBudget:
 
     def __init__(self, periods: int = REQUEST_SEARCH_PERIODS) -> None:
         self._left = periods
+        self._next_deadline_check = periods - DEADLINE_CHECK_EVERY
 
-    def spend(self) -> None:
-        self._left -= 1
-        if self._left % DEADLINE_CHECK_EVERY == 0:
+    def spend(self, periods: int = 1) -> None:
+        self._left -= periods
+        if self._left <= self._next_deadline_check:
             deadlines.check()
+            self._next_deadline_check = self._left - DEADLINE_CHECK_EVERY
         if self._left < 0:
             raise RuleError(
                 "takes too long to expand: the request's rules search more than "
@@ -693,9 +695,9 @@ def _period_local_starts(
 # cannot overlap without expanding them. A superset is always safe.
 
 
-def week_footprint(schedule: Schedule) -> list[tuple[int, int]]:
+def week_footprint(schedule: Schedule, budget: SearchBudget | None = None) -> list[tuple[int, int]]:
     """Minute-of-week ranges [low, high) (UTC, Monday 00:00 = 0) covering every
-    occurrence of the schedule."""
+    occurrence of the schedule; zone offsets not known yet cost `budget`."""
     duration_minutes = math.ceil(schedule.duration.total_seconds() / 60) + 1
     rule = schedule.rule
     if rule is None:
@@ -710,7 +712,7 @@ def week_footprint(schedule: Schedule) -> list[tuple[int, int]]:
     clock = first.hour * 60 + first.minute
     last = schedule.span_end()
     low_offset, high_offset = zone_offset_bounds(
-        schedule.tz.key, first.year, last.year if last else None
+        schedule.tz.key, first.year, last.year if last else None, budget
     )
     ranges = _wrapped(_minute_of_week(schedule.start), duration_minutes)
     for weekday in weekdays:
@@ -744,19 +746,33 @@ def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def zone_offset_bounds(zone: str, first_year: int, last_year: int | None) -> tuple[int, int]:
+def zone_offset_bounds(
+    zone: str, first_year: int, last_year: int | None, budget: SearchBudget | None = None
+) -> tuple[int, int]:
     """The smallest and largest UTC offset (whole minutes, rounded outwards) that
-    `zone` uses from `first_year` to `last_year` (None: forever)."""
+    `zone` uses from `first_year` to `last_year` (None: forever). Each (zone, year)
+    computed the first time costs `budget` ZONE_YEAR_PERIODS."""
     last = _LAST_DISTINCT_ZONE_YEAR if last_year is None else last_year
     last = min(max(last, first_year), _LAST_DISTINCT_ZONE_YEAR)
     first = min(first_year, _LAST_DISTINCT_ZONE_YEAR)
-    bounds = [_year_offset_bounds(zone, year) for year in range(first, last + 1)]
+    bounds = []
+    for year in range(first, last + 1):
+        if (known := _YEAR_OFFSET_BOUNDS.get((zone, year))) is None:
+            if budget is not None:
+                budget.spend(ZONE_YEAR_PERIODS)
+            known = _YEAR_OFFSET_BOUNDS[zone, year] = _year_offset_bounds(zone, year)
+        bounds.append(known)
     return min(b[0] for b in bounds), max(b[1] for b in bounds)
 
 
 # Unbounded, as bounded as its domain: some 600 zones × the years 1900-2040. Evicting
 # made a batch of series in many zones from 1900 compute 141 years per item again.
-@cache
+_YEAR_OFFSET_BOUNDS: dict[tuple[str, int], tuple[int, int]] = {}
+# A year of a zone's offsets, computed day by day (~0.3 ms), costs about as much as
+# searching this many periods of a rule.
+ZONE_YEAR_PERIODS = 100
+
+
 def _year_offset_bounds(zone: str, year: int) -> tuple[int, int]:
     tz = ZoneInfo(zone)
     day = datetime(year, 1, 1, 12, tzinfo=UTC)

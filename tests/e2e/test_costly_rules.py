@@ -5,6 +5,7 @@ beside the event loop, which keeps answering other users."""
 import statistics
 import threading
 import time
+import zoneinfo
 from collections.abc import Callable
 
 import httpx
@@ -15,6 +16,18 @@ from tests.e2e.helpers import assert_problem
 
 NEVER = "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30"
 READER_P99_MS = 100
+# Zones with a history of offsets (each year of it is computed the first time it is used).
+ZONES = sorted(z for z in zoneinfo.available_timezones() if "/" in z and not z.startswith("Etc"))
+
+
+def since_1900(zones: list[str]) -> list[dict]:
+    """Weekly series from 1900, one in each zone: every item spans 140 years of its
+    zone's offsets."""
+    return [
+        {"title": "old", "start_time": "1900-03-05T09:00:00Z", "end_time": "1900-03-05T10:00:00Z",
+         "timezone": zone, "is_recurring": True, "recurrence_rule": "FREQ=WEEKLY"}
+        for zone in zones
+    ]  # fmt: skip
 
 
 def series(rule: str, day: int) -> dict:
@@ -46,6 +59,25 @@ def test_a_rule_that_never_repeats_is_422_naming_it(api: httpx.Client, attacker:
     assert listed.json()["items"] == []
 
 
+def test_series_in_many_zones_since_1900_are_422_not_seconds_of_work(
+    api: httpx.Client, attacker: User
+) -> None:
+    started = time.monotonic()
+    response = api.post(
+        "/api/events/batch",
+        headers=attacker.headers,
+        json={"events": since_1900(ZONES[100:150]), "allow_conflicts": True},
+    )
+    elapsed = time.monotonic() - started
+    body = assert_problem(response, 422)
+    assert body["errors"][0]["field"].endswith(".recurrence_rule")
+    assert "takes too long" in body["errors"][0]["message"]
+    assert elapsed < 2, elapsed  # 50 zones × 140 years computed would take some 5 s
+    # One such series alone is fine.
+    one = api.post("/api/events", headers=attacker.headers, json=since_1900(ZONES[150:151])[0])
+    assert one.status_code == 201, one.text
+
+
 def test_costly_requests_do_not_slow_another_users_reads(
     api: httpx.Client, attacker: User, reader: User
 ) -> None:
@@ -69,6 +101,7 @@ def test_costly_requests_do_not_slow_another_users_reads(
         {"events": never_counted, "allow_conflicts": True},
         {"events": rare_counted, "allow_conflicts": True},
         {"events": daily},
+        {"events": since_1900(ZONES[:50]), "allow_conflicts": True},
     ]
     answers: list[int] = []
     stop = threading.Event()
