@@ -39,9 +39,8 @@ def current_caller() -> Caller:
 
 class CallContextInterceptor(grpc.aio.ServerInterceptor):
     """Sets the request id, verified caller, deadline, idempotency key and service
-    token of each call;
-    answers a replayed write with its first answer, and turns domain errors into gRPC
-    statuses (unexpected ones into INTERNAL with no detail)."""
+    token of each call; answers a replayed write with its first answer, and turns
+    domain errors into gRPC statuses (unexpected ones into INTERNAL with no detail)."""
 
     def __init__(self, verifier: TokenVerifier | None) -> None:
         self._verifier = verifier

@@ -25,8 +25,7 @@ class Wiring(Generic[Settings]):
     """A service process being wired; whatever it opens is closed when it stops,
     last opened first."""
 
-    def __init__(self, name: str, settings: Settings) -> None:
-        self.name = name
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._closers: list[Callable[[], Any]] = []
 
@@ -93,4 +92,4 @@ def run_process(
     """A service's `main`: read settings, set up logging, run `run` on uvloop."""
     settings = settings_type()
     configure_logging(name, settings.log_level)
-    run_service(run(Wiring(name, settings)))
+    run_service(run(Wiring(settings)))
