@@ -4,16 +4,21 @@ from redis.asyncio import Redis
 
 from auth_service.config import AuthSettings
 from auth_service.keys import SigningKey
+from auth_service.models import idempotency_keys
 from auth_service.service import AuthService
 from auth_service.servicer import AuthServicer
 from common.db import make_sessionmaker
+from common.idempotency import IdempotencyKeys
 from common.wiring import Wiring, run_process
 from eventhub.auth.v1 import auth_pb2, auth_pb2_grpc
 
 
 async def run(wiring: Wiring[AuthSettings]) -> None:
     settings = wiring.settings
-    sessions = make_sessionmaker(wiring.engine())
+    engine = wiring.engine()
+    sessions = make_sessionmaker(engine)
+    keys = IdempotencyKeys(idempotency_keys, settings.idempotency_ttl)
+    wiring.in_background(keys.purge_expired(engine.begin), "idempotency-key-purge")
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     wiring.on_stop(redis.aclose)
     signing_key = SigningKey.from_pem(settings.signing_key_pem())
@@ -30,7 +35,7 @@ async def run(wiring: Wiring[AuthSettings]) -> None:
         auth_pb2,
         "AuthService",
         auth_pb2_grpc.add_AuthServiceServicer_to_server,
-        AuthServicer(service),
+        AuthServicer(service, keys),
         verifier,
     )
 

@@ -5,6 +5,7 @@ from sqlalchemy import DateTime, ForeignKey, Index, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import service_metadata
+from common.idempotency import idempotency_table
 
 SCHEMA = "auth"
 
@@ -44,3 +45,6 @@ class RefreshToken(Base):
     # Set when the token was exchanged for a new one; presenting it again is theft.
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+idempotency_keys = idempotency_table(Base.metadata)

@@ -18,6 +18,7 @@ from auth_service.keys import SigningKey
 from auth_service.models import User
 from auth_service.passwords import Passwords
 from common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from common.idempotency import IdempotentWrite
 from common.timeutil import utcnow
 from common.tokens import ALGORITHM, EXPIRY_LEEWAY, Caller
 
@@ -57,14 +58,27 @@ class AuthService:
         self.signing_key = signing_key
         self.passwords = Passwords(settings)
 
-    async def register(self, username: str, email: str, password: str) -> User:
+    async def register(
+        self,
+        username: str,
+        email: str,
+        password: str,
+        once: IdempotentWrite[User] | None = None,
+    ) -> User:
+        """A new user; with an idempotency key (`once`), a repeat of a registration
+        that was applied gets its first answer, not "already registered"."""
         _validate_registration(username, email, password)
         async with self._sessions() as session:
+            if once:
+                await once.replay_if_applied(await session.connection())
             if await repo.username_or_email_taken(session, username, email):
                 raise AlreadyExists("username or email is already registered")
         password_hash = await self.passwords.hash(password)
         async with self._sessions() as session, session.begin():
-            return await repo.add_user(session, username, email, password_hash)
+            user = await repo.add_user(session, username, email, password_hash)
+            if once:
+                await once.record(await session.connection(), user)
+            return user
 
     async def login(self, login: str, password: str) -> TokenPair:
         async with self._sessions() as session:

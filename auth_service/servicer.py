@@ -3,6 +3,7 @@
 from auth_service.models import User
 from auth_service.service import AuthService
 from common.grpc_server import current_caller
+from common.idempotency import NO_USER, IdempotencyKeys
 from common.timeutil import to_timestamp
 from eventhub.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -17,11 +18,13 @@ def user_message(user: User) -> auth_pb2.User:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, service: AuthService) -> None:
+    def __init__(self, service: AuthService, keys: IdempotencyKeys) -> None:
         self._service = service
+        self._keys = keys
 
     async def Register(self, request, context):  # type: ignore[no-untyped-def]
-        user = await self._service.register(request.username, request.email, request.password)
+        once = self._keys.of_call(NO_USER, lambda user: user_message(user).SerializeToString())
+        user = await self._service.register(request.username, request.email, request.password, once)
         return user_message(user)
 
     async def Login(self, request, context):  # type: ignore[no-untyped-def]

@@ -15,16 +15,16 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Column, DateTime, Index, LargeBinary, MetaData, Table, Text, Uuid, func
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from common.db import pipelined_transaction
 from common.errors import Conflict, InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ KEY_METADATA = "idempotency-key"
 FINGERPRINT_METADATA = "idempotency-fingerprint"
 PURGE_INTERVAL = 300.0
 IN_PROGRESS = "a request with this Idempotency-Key is still being processed"
+# The user of keys sent without a token (registration); the gateway's scoped key
+# already says the request was anonymous and which route it took.
+NO_USER = "00000000-0000-0000-0000-000000000000"
 
 Answer = TypeVar("Answer")
 AnyConnection = AsyncConnection | psycopg.AsyncConnection
@@ -136,13 +139,16 @@ class IdempotencyKeys:
             params = {name: [row[column] for row in rows] for name, column in _ROW_PARAMS.items()}
             await _execute(conn, self._insert, params, fetch=False)
 
-    async def purge_expired(self, writes: AsyncConnectionPool) -> None:
-        """Delete the expired keys every few minutes, until cancelled."""
+    async def purge_expired(
+        self, transaction: Callable[[], AbstractAsyncContextManager[AnyConnection]]
+    ) -> None:
+        """Delete the expired keys every few minutes, until cancelled; `transaction`
+        opens one on the service's database."""
         while True:
             try:
-                async with pipelined_transaction(writes) as conn:
-                    await conn.execute(self._purge, {"ttl": self._ttl})
-            except (psycopg.Error, OSError) as error:
+                async with transaction() as conn:
+                    await _execute(conn, self._purge, {"ttl": self._ttl}, fetch=False)
+            except (psycopg.Error, SQLAlchemyError, OSError) as error:
                 log.warning("could not purge idempotency keys", extra={"error": repr(error)})
             await asyncio.sleep(PURGE_INTERVAL)
 

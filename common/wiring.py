@@ -2,6 +2,7 @@
 database engine, channels to other services, the verifier of users' tokens, the
 gRPC server, and closing all of it in reverse order on stop."""
 
+import asyncio
 import inspect
 from collections.abc import Callable, Coroutine
 from types import ModuleType
@@ -32,6 +33,10 @@ class Wiring(Generic[Settings]):
     def on_stop(self, close: Callable[[], Any]) -> None:
         """Call `close` (and await what it returns, if anything) when the server stops."""
         self._closers.append(close)
+
+    def in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` beside the server; it is cancelled when the server stops."""
+        self.on_stop(asyncio.create_task(work, name=name).cancel)
 
     def engine(self) -> AsyncEngine:
         """The service's SQLAlchemy engine; statements end at the gRPC deadline."""

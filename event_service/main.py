@@ -1,11 +1,10 @@
 """Wiring of the event service: settings, database, Redis, outbox relay, gRPC server."""
 
-import asyncio
 import sys
 
 from redis.asyncio import Redis
 
-from common.db import make_write_pool
+from common.db import make_write_pool, pipelined_transaction
 from common.event_cache import event_cache_prefix, view_prefix
 from common.idempotency import IdempotencyKeys
 from common.notifications import event_stream, event_stream_subjects
@@ -56,8 +55,9 @@ async def run(wiring: Wiring[EventSettings]) -> None:
     keys = IdempotencyKeys(idempotency_keys, settings.idempotency_ttl)
     relay.start()
     wiring.on_stop(relay.close)
-    purge = asyncio.create_task(keys.purge_expired(writes), name="idempotency-key-purge")
-    wiring.on_stop(purge.cancel)
+    wiring.in_background(
+        keys.purge_expired(lambda: pipelined_transaction(writes)), "idempotency-key-purge"
+    )
 
     await wiring.serve(
         events_pb2,

@@ -52,6 +52,29 @@ def test_idempotent_register_returns_the_first_response(api: httpx.Client) -> No
     assert_problem(api.post("/api/auth/register", json=body), 409)
 
 
+def test_a_registration_is_replayed_by_the_auth_service_when_the_gateway_forgot(
+    api: httpx.Client, stack, namespace: str
+) -> None:
+    """As after a 5xx that followed the commit: the gateway kept nothing, and the
+    repeat gets the registration's answer rather than "already registered"."""
+    username = f"idem_{uuid.uuid4().hex[:10]}"
+    body = {"username": username, "email": f"{username}@example.com", "password": "password123"}
+    key = uuid.uuid4().hex
+    scoped = hashlib.sha256(f"anonymous\0/api/auth/register\0{key}".encode()).hexdigest()
+    store = redis.Redis.from_url(stack.env["EVENTHUB_REDIS_URL"])
+
+    def register(body: dict) -> httpx.Response:
+        response = api.post("/api/auth/register", json=body, headers={"Idempotency-Key": key})
+        store.delete(f"{namespace}:idempotency:{scoped}")  # the gateway forgets it
+        return response
+
+    first = register(body)
+    assert first.status_code == 201, first.text
+    again = register(body)
+    assert again.status_code == 201 and again.json() == first.json()
+    assert_problem(register({**body, "password": "another password"}), 422)
+
+
 def test_idempotency_key_reused_with_another_body_is_422(api: httpx.Client) -> None:
     headers = {"Idempotency-Key": uuid.uuid4().hex}
     first = api.post(

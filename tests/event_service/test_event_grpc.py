@@ -57,16 +57,6 @@ def database_url(stack: Stack) -> str:
     return stack.env["EVENTHUB_DATABASE_URL"].replace("+psycopg", "")
 
 
-@pytest.fixture
-def events(service_channel: Callable[[str], grpc.Channel]) -> EventServiceStub:
-    return EventServiceStub(service_channel("events"))
-
-
-@pytest.fixture
-def sharing(service_channel: Callable[[str], grpc.Channel]) -> SharingServiceStub:
-    return SharingServiceStub(service_channel("sharing"))
-
-
 def create(events: EventServiceStub, user: User, **fields: object) -> pb.Event:
     return events.CreateEvent(
         pb.CreateEventRequest(event=event_input(**fields)), metadata=auth(user)

@@ -6,13 +6,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-import pytest
 
 from common.errors import problem_from_rpc_error
 from eventhub.common.v1 import common_pb2
 from eventhub.events.v1 import events_pb2 as pb
 from eventhub.events.v1.events_pb2_grpc import EventServiceStub
-from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
 from tests.conftest import User
 from tests.event_service.test_event_grpc import (
     auth,
@@ -21,16 +19,6 @@ from tests.event_service.test_event_grpc import (
     event_input,
     rpc_error,
 )
-
-
-@pytest.fixture
-def events(service_channel: Callable[[str], grpc.Channel]) -> EventServiceStub:
-    return EventServiceStub(service_channel("events"))
-
-
-@pytest.fixture
-def sharing(service_channel: Callable[[str], grpc.Channel]) -> SharingServiceStub:
-    return SharingServiceStub(service_channel("sharing"))
 
 
 def keyed(

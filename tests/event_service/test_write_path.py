@@ -16,7 +16,6 @@ from tests.event_service.test_event_grpc import (
     create,
     database_url,
     event_input,
-    events,  # noqa: F401 (fixture)
     rpc_error,
 )
 
@@ -33,7 +32,7 @@ def outbox_ids(stack: Stack, event_ids: list[str]) -> list[str]:
 
 
 def test_a_candidate_that_does_not_clash_is_checked_and_accepted(
-    events: EventServiceStub,  # noqa: F811
+    events: EventServiceStub,
     make_user,
     stack: Stack,
 ) -> None:
@@ -66,7 +65,7 @@ def test_a_candidate_that_does_not_clash_is_checked_and_accepted(
 
 
 def test_a_refused_batch_leaves_nothing_and_names_the_first_clashing_item(
-    events: EventServiceStub,  # noqa: F811
+    events: EventServiceStub,
     make_user,
     stack: Stack,
 ) -> None:
@@ -103,7 +102,7 @@ def test_a_refused_batch_leaves_nothing_and_names_the_first_clashing_item(
 
 
 def test_a_batch_commits_every_event_with_its_access_row_and_notifications(
-    events: EventServiceStub,  # noqa: F811
+    events: EventServiceStub,
     make_user,
     stack: Stack,
 ) -> None:
@@ -129,7 +128,7 @@ def test_a_batch_commits_every_event_with_its_access_row_and_notifications(
 
 
 def test_concurrent_creates_on_one_calendar_are_checked_as_if_one_after_another(
-    events: EventServiceStub,  # noqa: F811
+    events: EventServiceStub,
     make_user,
     stack: Stack,
 ) -> None:
@@ -179,7 +178,7 @@ def calendar_lock_key(owner_id: str) -> str:
 
 
 def test_only_a_change_of_times_waits_for_the_owners_calendar(
-    events: EventServiceStub,  # noqa: F811
+    events: EventServiceStub,
     make_user,
     stack: Stack,
 ) -> None:
@@ -233,7 +232,7 @@ def wait_for_advisory_lock_waiter(conn: psycopg.Connection, timeout: float = 10)
 
 
 def test_a_change_that_moves_the_event_after_all_is_checked_under_the_calendar_lock(
-    events: EventServiceStub,  # noqa: F811
+    events: EventServiceStub,
     make_user,
     stack: Stack,
 ) -> None:
@@ -266,7 +265,7 @@ def test_a_change_that_moves_the_event_after_all_is_checked_under_the_calendar_l
 
 
 def test_concurrent_updates_of_one_event_each_make_one_version(
-    events: EventServiceStub,  # noqa: F811
+    events: EventServiceStub,
     make_user,
     stack: Stack,
 ) -> None:
@@ -294,7 +293,7 @@ def test_concurrent_updates_of_one_event_each_make_one_version(
 
 
 def test_an_update_by_a_caller_who_lost_the_role_behind_the_cache_writes_nothing(
-    events: EventServiceStub,  # noqa: F811
+    events: EventServiceStub,
     make_user,
     stack: Stack,
 ) -> None:
@@ -320,7 +319,7 @@ def test_an_update_by_a_caller_who_lost_the_role_behind_the_cache_writes_nothing
 
 
 def test_an_update_that_changes_nothing_is_checked_against_the_stored_version(
-    events: EventServiceStub,  # noqa: F811
+    events: EventServiceStub,
     make_user,
     stack: Stack,
 ) -> None:
