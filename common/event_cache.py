@@ -16,6 +16,7 @@ old one (even by a reader that queried before the commit and stores after it) ar
 never read again and expire.
 """
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,24 @@ from common.roles import Role
 
 def event_cache_prefix(namespace: str) -> str:
     return f"{namespace}:events:event"
+
+
+class ReaderTrust:
+    """Whether a reader outside the event service may use the cache. While Redis is
+    unreachable the event service cannot replace entries, so entries written before
+    an outage may be stale once it is back (until the event service deletes them):
+    a reader that saw Redis fail reads through the event service for one cache TTL,
+    by when every such entry has expired."""
+
+    def __init__(self, cache_ttl: float) -> None:
+        self._cache_ttl = cache_ttl
+        self._trusted_from = 0.0
+
+    def redis_failed(self) -> None:
+        self._trusted_from = time.monotonic() + self._cache_ttl
+
+    def trusted(self) -> bool:
+        return time.monotonic() >= self._trusted_from
 
 
 @dataclass(frozen=True, slots=True)

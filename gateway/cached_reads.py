@@ -8,10 +8,9 @@ change, so an entry holding both the event and the access list is current. A mis
 a malformed id or a Redis failure falls through to the event service, which reads
 PostgreSQL and fills the cache.
 
-One case needs care: while Redis is unreachable the event service cannot replace
-entries, so entries written before an outage may be stale once Redis is back. The
-gateway therefore does not trust the cache for one cache TTL after it saw Redis
-fail (by then every such entry has expired), and reads through the event service,
+One case needs care: entries written before a Redis outage may be stale once Redis
+is back, so the gateway does not trust the cache for one cache TTL after it saw
+Redis fail (`common.event_cache.ReaderTrust`) and reads through the event service,
 which knows which events it could not store.
 
 Listings work alike (`common.event_cache.PageCache`): a page is looked up under the
@@ -21,7 +20,6 @@ already made unreachable.
 """
 
 import logging
-import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -34,6 +32,7 @@ from common.errors import NotFound
 from common.event_cache import (
     CachedPage,
     PageCache,
+    ReaderTrust,
     entry_fields,
     event_cache_prefix,
     parse_entry,
@@ -51,16 +50,12 @@ class CachedEvents:
     def __init__(self, redis: Redis, namespace: str, cache_ttl: float) -> None:
         self._redis = redis
         self._prefix = event_cache_prefix(namespace)
-        self._cache_ttl = cache_ttl
-        self._trusted_from = 0.0
+        self._trust = ReaderTrust(cache_ttl)
         self._pages = PageCache(redis, namespace, int(cache_ttl))
 
     def redis_failed(self) -> None:
         """Distrust entries for one TTL: some may predate writes made meanwhile."""
-        self._trusted_from = time.monotonic() + self._cache_ttl
-
-    def _trusted(self) -> bool:
-        return time.monotonic() >= self._trusted_from
+        self._trust.redis_failed()
 
     def _unreadable(self, error: Exception) -> None:
         log.warning("event cache unreadable", extra={"error": repr(error)})
@@ -69,7 +64,7 @@ class CachedEvents:
     async def page(self, caller: Caller, query: str) -> CachedPage | None:
         """The caller's cached listing for this query string (`body` None if it is
         not cached yet), or None if the cache cannot answer."""
-        if not self._trusted():
+        if not self._trust.trusted():
             return None
         try:
             return await self._pages.read(caller.user_id, query)
@@ -87,7 +82,7 @@ class CachedEvents:
     def entry_read(self, event_id: str, caller: Caller) -> HashRead | None:
         """The Redis read that answers the event and the caller's role, or None if the
         cache cannot answer (distrusted, or not an event id)."""
-        if not self._trusted():
+        if not self._trust.trusted():
             return None
         try:
             key = f"{self._prefix}:{uuid.UUID(event_id)}"

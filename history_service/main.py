@@ -1,11 +1,13 @@
 """Wiring of the history service: settings, database, clients, consumer, gRPC server."""
 
-from common.db import make_sessionmaker
+from redis.asyncio import Redis
+
+from common.db import autocommit, make_sessionmaker
 from common.wiring import Wiring, run_process
 from eventhub.history.v1 import history_pb2, history_pb2_grpc
 from history_service.config import HistorySettings
 from history_service.consumer import ChangeConsumer
-from history_service.events import EventClient
+from history_service.events import CachedVersions, EventClient
 from history_service.notifier import VersionNotifier
 from history_service.service import HistoryService
 from history_service.servicer import HistoryServicer
@@ -13,12 +15,19 @@ from history_service.servicer import HistoryServicer
 
 async def run(wiring: Wiring[HistorySettings]) -> None:
     settings = wiring.settings
-    sessions = make_sessionmaker(wiring.engine())
+    engine = wiring.engine()
+    sessions = make_sessionmaker(engine)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    wiring.on_stop(redis.aclose)
+    cache = CachedVersions(redis, settings.namespace, settings.event_cache_ttl)
     # Rollbacks go through the event service as the history service (they supply content).
-    events = EventClient(wiring.channel(settings.events_addr, wiring.service_tokens("history")))
+    events_channel = wiring.channel(settings.events_addr, wiring.service_tokens("history"))
+    events = EventClient(events_channel, cache)
     verifier = wiring.user_verifier()
     notifier = VersionNotifier()
-    service = HistoryService(settings, sessions, events, notifier)
+    # Reads need no snapshot across statements: one round trip each, not BEGIN,
+    # the query and ROLLBACK (a history read makes two or three).
+    service = HistoryService(settings, make_sessionmaker(autocommit(engine)), events, notifier)
     consumer = ChangeConsumer(settings, sessions, notifier)
     consuming = consumer.start()
     wiring.on_stop(consumer.close)

@@ -19,7 +19,7 @@ from eventhub.events.v1 import events_pb2
 from history_service import repo
 from history_service.changes import Snapshot
 from history_service.config import HistorySettings
-from history_service.events import EventClient
+from history_service.events import EVENT_NOT_FOUND, EventClient
 from history_service.models import EventVersion
 from history_service.notifier import VersionNotifier
 
@@ -113,7 +113,7 @@ class HistoryService:
         if not access.role.may_edit:
             raise PermissionDenied("only editors and owners may roll an event back")
         if access.deleted:
-            raise NotFound("event not found")
+            raise NotFound(EVENT_NOT_FOUND)
         await self._wait_until_stored(access.event_id, access.current_version)
         snapshot = Snapshot.model_validate((await self._load(access, [version]))[version].snapshot)
         request = events_pb2.RollbackEventRequest(
@@ -153,12 +153,12 @@ class HistoryService:
 
     async def _access(self, caller: Caller, event_id: str) -> _Access:
         """The caller's role and the event's current version; NotFound without a role
-        (from the event service, which keeps both)."""
+        (from the event service, which keeps both, or its read cache)."""
         try:
             parsed = uuid.UUID(event_id)
         except ValueError:
-            raise NotFound("event not found") from None
-        current = await self._events.current_version(str(parsed))
+            raise NotFound(EVENT_NOT_FOUND) from None
+        current = await self._events.current_version(parsed, caller.user_id)
         return _Access(parsed, current.role, current.version, current.deleted)
 
     async def _wait_until_stored(self, event_id: uuid.UUID, version: int) -> None:

@@ -1,4 +1,5 @@
-"""The history service over gRPC: what the gateway's own validation keeps it from seeing."""
+"""The history service over gRPC: what the gateway's own validation keeps it from seeing,
+and where it takes the caller's access from."""
 
 from collections.abc import Callable
 
@@ -8,6 +9,7 @@ import pytest
 
 from eventhub.history.v1 import history_pb2 as pb
 from eventhub.history.v1.history_pb2_grpc import HistoryServiceStub
+from scripts.stack import Stack, wait_until
 from tests.conftest import User
 
 
@@ -89,3 +91,38 @@ def test_pages_continue_after_the_last_version_returned(
     assert first.next_after_version == 2
     assert [item.version for item in rest.items] == [3]
     assert rest.next_after_version == 0
+
+
+def test_history_reads_take_access_from_the_event_cache(
+    api: httpx.Client, make_user: Callable[..., User], stack: Stack
+) -> None:
+    """A cached event's history is read without asking the event service for its
+    version and the caller's role; a revoked role is gone from the cache before the
+    revoke is answered, so the next history read is refused."""
+    owner, viewer = make_user(), make_user()
+    window = {"start_time": "2033-03-01T09:00:00Z", "end_time": "2033-03-01T10:00:00Z"}
+    event_id = api.post("/api/events", json={"title": "v1", **window}, headers=owner.headers)
+    event_id = event_id.json()["id"]
+    grant = {"users": [{"user_id": viewer.id, "role": "viewer"}]}
+    shared = api.post(f"/api/events/{event_id}/share", json=grant, headers=owner.headers)
+    assert shared.status_code == 201, shared.text
+    history = f"/api/events/{event_id}/history"
+
+    stack.stop("event_service")
+    try:
+        read = api.get(history, headers=viewer.headers)
+        assert read.status_code == 200, read.text
+        assert [item["version"] for item in read.json()["items"]] == [1]
+    finally:
+        stack.start("event_service")
+        stack.wait_ready()
+
+    permissions = f"/api/events/{event_id}/permissions"
+    wait_until(  # the sharing service's channel to the new event service is up
+        lambda: api.get(permissions, headers=owner.headers).status_code == 200,
+        10,
+        "the sharing service to reach the event service again",
+    )
+    revoked = api.delete(f"/api/events/{event_id}/permissions/{viewer.id}", headers=owner.headers)
+    assert revoked.status_code == 204, revoked.text
+    assert api.get(history, headers=viewer.headers).status_code == 404
