@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import DomainError
-from common.idempotency import RequestKey, request_key_var
+from common.idempotency import IN_PROGRESS, RequestKey, request_key_var
 from common.tokens import bearer_token
 from gateway.clients import Gateway
 from gateway.errors import problem_response
@@ -100,9 +100,7 @@ async def _answer_repeat(
     record: dict | None, fingerprint: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
     if record is None or ("status" not in record and record.get("kept") is not False):
-        response = problem_response(
-            409, detail="a request with this Idempotency-Key is still being processed"
-        )
+        response = problem_response(409, detail=IN_PROGRESS)
     elif record["fingerprint"] != fingerprint:
         response = problem_response(
             422,
