@@ -240,11 +240,12 @@ class EventService:
                 new.messages,
                 unless_clashing=[] if careful else checks,
             )
-            if new.once:  # recorded only if the events were inserted
-                candidates = await cursor.fetchall()
-                if not candidates:
-                    await new.once.record(conn, new.views)
-        if not new.once:
+            # With a key, the outcome is needed before COMMIT: the key is recorded only
+            # if the events were inserted. Without one it is read after the COMMIT.
+            candidates = await cursor.fetchall() if new.once else None
+            if new.once and not candidates:
+                await new.once.record(conn, new.views)
+        if candidates is None:
             candidates = await cursor.fetchall()
         if checked:
             await checked.refuse(candidates)
