@@ -110,7 +110,11 @@ class CallerScheme(OAuth2PasswordBearer):
 class CallerReadingEvent(CallerScheme):
     """`CallerScheme` for reads of the path's `event_id` that answers the event as
     response fields with the caller's role if it is cached (else None): they come back
-    in the admission's round trip, so that a cached read by id costs one Redis call."""
+    in the admission's round trip, so that a cached read by id costs one Redis call.
+
+    The read by id calls it itself (`cached_event_for_caller`) instead of declaring it
+    as a dependency: solving the route's dependencies cost a third of the gateway's
+    CPU on that read, the most frequent request (bench/RESULTS.md)."""
 
     async def __call__(self, request: Request) -> dict[str, Any] | None:  # type: ignore[override]
         gateway, caller = await self._verify(request)
@@ -120,4 +124,4 @@ class CallerReadingEvent(CallerScheme):
 
 
 CurrentUser = Annotated[Caller, Depends(CallerScheme())]
-CachedEventForCurrentUser = Annotated[dict[str, Any] | None, Depends(CallerReadingEvent())]
+cached_event_for_caller = CallerReadingEvent()

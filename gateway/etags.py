@@ -21,9 +21,7 @@ IfMatch = Annotated[
     str | None,
     Header(description='Apply only if the event is at this version (`"7"`); else 412'),
 ]
-IfNoneMatch = Annotated[
-    str | None, Header(description='`"7"`: 304 Not Modified if the event is still at version 7')
-]
+IF_NONE_MATCH_DESCRIPTION = '`"7"`: 304 Not Modified if the event is still at version 7'
 
 
 ETAG_HEADER = {"description": 'The event\'s version as a strong tag, e.g. `"3"`'}
