@@ -1,9 +1,15 @@
 """Transactional outbox: a change and its notification commit together; a relay
-publishes unsent notifications to JetStream afterwards.
+publishes them to JetStream afterwards.
 
-A NATS outage therefore delays notifications but never loses one and never fails
-the write that caused it. Every message carries `Nats-Msg-Id`, so a row published
-twice (a crash between publish and marking it sent) is dropped by JetStream.
+The writer hands its messages to the relay once its transaction has committed
+(`OutboxRelay.committed`), and the relay publishes them from memory, together with
+whatever else was handed over meanwhile, then marks their rows sent in one
+statement. What that misses (NATS down, a process that died after its commit) the
+relay's sweep finds in the table a moment later. A NATS outage therefore delays
+notifications but never loses one and never fails the write that caused it. Every
+message carries `Nats-Msg-Id`, so a row published twice (a crash between publishing
+and marking it sent, or the sweep meeting a row whose publish was still under way)
+is dropped by JetStream.
 """
 
 import asyncio
@@ -32,12 +38,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from common.db import pipelined_transaction
+from common.db import pipelined_transaction, pooled_connection
 from common.nats_client import connect, ensure_stream
 
 log = logging.getLogger(__name__)
 
 PURGE_INTERVAL = 300.0
+# Messages handed over and not yet published; past this, rows wait for the sweep.
+MAX_HANDED_OVER = 10_000
 
 # (subject, Nats-Msg-Id, payload)
 Message = tuple[str, str, bytes]
@@ -54,6 +62,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("sent_at", DateTime(timezone=True)),
         Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+        Index("ix_outbox_unsent_msg_id", "msg_id", postgresql_where=text("sent_at IS NULL")),
     )
 
 
@@ -102,14 +111,22 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_interval: float = 0.5,
+        sweep_after: float = 2.0,
         keep_sent_for: float = 86_400,
     ) -> None:
         name = f"{table.schema}.{table.name}"
+        # Rows left unsent `sweep_after` seconds after their transaction began: the
+        # writer's own publish failed, or has not happened yet (it then is a repeat).
         self._select_unsent = (
             f"SELECT id, subject, msg_id, payload FROM {name} WHERE sent_at IS NULL"
+            " AND created_at < statement_timestamp() - make_interval(secs => %s)"
             " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
         )
         self._mark_sent = f"UPDATE {name} SET sent_at = statement_timestamp() WHERE id = ANY(%s)"
+        self._mark_published = (
+            f"UPDATE {name} SET sent_at = statement_timestamp()"
+            " WHERE sent_at IS NULL AND msg_id = ANY(%s)"
+        )
         self._purge = (
             f"DELETE FROM {name} WHERE sent_at < statement_timestamp() - make_interval(secs => %s)"
         )
@@ -119,27 +136,39 @@ class OutboxRelay:
         self._subjects = subjects
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._sweep_after = sweep_after
         self._keep_sent_for = keep_sent_for
         self._wake = asyncio.Event()
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
+        self._handed_over: list[Message] = []
         self._last_purge = float("-inf")
 
-    def wake(self) -> None:
-        """Publish soon: called after a transaction that enqueued notifications commits."""
+    def committed(self, messages: Sequence[Message]) -> None:
+        """Publish `messages` soon: called once the transaction that enqueued them has
+        committed. Never fails the caller; whatever is not published from here, the
+        sweep publishes later."""
+        client = self._client
+        if not messages or client is None or not client.is_connected:
+            return
+        if len(self._handed_over) + len(messages) > MAX_HANDED_OVER:
+            return
+        self._handed_over.extend(messages)
         self._wake.set()
 
     async def run(self) -> None:
         backoff = 0.2
+        last_sweep = float("-inf")
         while True:
             try:
                 if self._client is None or self._client.is_closed:
                     self._client = await connect(self._nats_url, "outbox-relay")
                     await ensure_stream(self._client, self._stream, self._subjects)
-                # A short batch took every row committed so far; rows committed since
-                # have set the wake event, so the wait below returns at once for them.
-                while await self.publish_pending() == self._batch_size:
-                    pass
+                await self._publish_handed_over()
+                if time.monotonic() - last_sweep >= self._poll_interval:
+                    while await self.publish_pending() == self._batch_size:
+                        pass
+                    last_sweep = time.monotonic()
                 if time.monotonic() - self._last_purge > PURGE_INTERVAL:
                     await self._purge_sent()
                     self._last_purge = time.monotonic()
@@ -158,22 +187,29 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def publish_pending(self) -> int:
-        """Publish one batch of unsent rows; returns how many were sent. The rows stay
-        locked (other relays skip them) until they are marked sent, and that commits
-        together with the mark: two round trips to PostgreSQL in all."""
+    async def _publish_handed_over(self) -> None:
+        """Publish what writers handed over since the last time, and mark it sent in one
+        statement. If either fails, the sweep publishes the rest (JetStream drops what
+        was published twice)."""
+        if not self._handed_over:
+            return
         assert self._client is not None
-        js = self._client.jetstream()
+        messages, self._handed_over = self._handed_over, []
+        await _publish(self._client, messages)
+        async with pooled_connection(self._writes) as conn:
+            await conn.execute(self._mark_published, ([msg_id for _, msg_id, _ in messages],))
+
+    async def publish_pending(self) -> int:
+        """The sweep: publish one batch of rows left unsent (see `_select_unsent`);
+        returns how many were sent. The rows stay locked (other relays skip them) until
+        they are marked sent, and that commits together with the mark: two round trips
+        to PostgreSQL in all."""
+        assert self._client is not None
         async with pipelined_transaction(self._writes) as conn:
-            cursor = await conn.execute(self._select_unsent, (self._batch_size,))
+            cursor = await conn.execute(self._select_unsent, (self._sweep_after, self._batch_size))
             rows = await cursor.fetchall()
             if rows:
-                await asyncio.gather(
-                    *(
-                        js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": msg_id})
-                        for _, subject, msg_id, payload in rows
-                    )
-                )
+                await _publish(self._client, [row[1:] for row in rows])
                 await conn.execute(self._mark_sent, ([row[0] for row in rows],))
         return len(rows)
 
@@ -192,8 +228,21 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        with contextlib.suppress(Exception):
+            await self._publish_handed_over()
         if self._client is not None and not self._client.is_closed:
             try:
                 await self._client.drain()
             except nats.errors.Error:
                 pass
+
+
+async def _publish(client: Client, messages: Sequence[Message]) -> None:
+    """Publish to JetStream and wait for every ack (the message is stored)."""
+    js = client.jetstream()
+    await asyncio.gather(
+        *(
+            js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": msg_id})
+            for subject, msg_id, payload in messages
+        )
+    )

@@ -67,12 +67,16 @@ def access_notification(
 
 class AccessService:
     def __init__(
-        self, namespace: str, engine: AsyncEngine, cache: EventCache, notify: Callable[[], None]
+        self,
+        namespace: str,
+        engine: AsyncEngine,
+        cache: EventCache,
+        publish: Callable[[Sequence[outbox.Message]], None],
     ) -> None:
         self._namespace = namespace
         self._engine = engine
         self._cache = cache
-        self._notify = notify
+        self._publish = publish
 
     async def get(self, caller: Caller, event_id: str) -> EventAccessRows:
         """The access list of a live event, for any of its role holders."""
@@ -133,7 +137,7 @@ class AccessService:
             assert changed is not None
             if once:
                 await once.record(conn, changed)
-        self._notify()
+        self._publish([message])
         cached = AccessList(version, {str(user): role for user, role in roles.items()})
         await self._cache.put(
             parsed, None, cached, retiring={e.user_id for e in current.entries} | roles.keys()

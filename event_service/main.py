@@ -50,8 +50,8 @@ async def run(wiring: Wiring[EventSettings]) -> None:
         settings.event_cache_retry_after,
     )
     reader = EventReader(engine, cache)
-    service = EventService(settings, writes, reader, cache, relay.wake)
-    access = AccessService(settings.namespace, engine, cache, relay.wake)
+    service = EventService(settings, writes, reader, cache, relay.committed)
+    access = AccessService(settings.namespace, engine, cache, relay.committed)
     keys = IdempotencyKeys(idempotency_keys, settings.idempotency_ttl)
     relay.start()
     wiring.on_stop(relay.close)

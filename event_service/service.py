@@ -8,7 +8,7 @@ access row and its access-change notification.
 """
 
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -102,13 +102,13 @@ class EventService:
         writes: AsyncConnectionPool,
         reader: EventReader,
         cache: EventCache,
-        notify: Callable[[], None],
+        publish: Callable[[Sequence[outbox.Message]], None],
     ) -> None:
         self._settings = settings
         self._writes = writes
         self._reads = reader
         self._cache = cache
-        self._notify = notify
+        self._publish = publish
         self._creates: GroupCommit[_Create, EventView] = GroupCommit(self._create_group, MAX_GROUP)
 
     async def create(
@@ -170,7 +170,7 @@ class EventService:
                     keys = answers[0][0].keys
                     await keys.record(conn, [once.row(view) for once, view in answers])
         if accepted:
-            await self._created([new[index][0] for index in accepted])
+            await self._created([new[index][0] for index in accepted], messages)
         for index, pending in enumerate(group):
             if index in refused:
                 settle(pending, error=refused[index])
@@ -217,7 +217,7 @@ class EventService:
         careful = checked is not None and checked.clash_within
         if not await self._insert(new, checked, careful):
             await self._insert(new, checked, careful=True)
-        await self._created([event for event, _ in events])
+        await self._created([event for event, _ in events], messages)
         return views
 
     async def _insert(self, new: "_NewEvents", checked: "Checked | None", careful: bool) -> bool:
@@ -313,8 +313,8 @@ class EventService:
                 current, version=current.version + 1, updated_at=utcnow(), deleted=True
             )
             await write_repo.delete_event(conn, deleted)
-            await self._record(conn, [(deleted, "deleted", {})], caller)
-        await self._written(deleted, holders)
+            messages = await self._record(conn, [(deleted, "deleted", {})], caller)
+        await self._written(deleted, holders, messages)
 
     async def _change(
         self,
@@ -382,7 +382,7 @@ class EventService:
         if stored is None:
             return None
         role, holders = stored
-        await self._written(updated, holders)
+        await self._written(updated, holders, messages)
         return EventView(updated, role)
 
     async def _apply(
@@ -421,10 +421,10 @@ class EventService:
                 )
             updated = _next_version(current, valid.draft)
             await write_repo.update_event(conn, updated, placement)
-            await self._record(conn, [(updated, change_type, changes)], caller)
+            messages = await self._record(conn, [(updated, change_type, changes)], caller)
             if once:
                 await once.record(conn, EventView(updated, role))
-        await self._written(updated, holders)
+        await self._written(updated, holders, messages)
         return EventView(updated, role)
 
     async def _record(
@@ -432,22 +432,24 @@ class EventService:
         conn: psycopg.AsyncConnection,
         changes: list[tuple[StoredEvent, ChangeType, Changes]],
         caller: Caller,
-    ) -> None:
+    ) -> list[outbox.Message]:
         """Queue change notifications in the transaction of the changes."""
-        await outbox.enqueue_many(
-            conn, outbox_table, change_messages(self._settings.namespace, changes, caller)
-        )
+        messages = change_messages(self._settings.namespace, changes, caller)
+        await outbox.enqueue_many(conn, outbox_table, messages)
+        return messages
 
-    async def _created(self, events: list[StoredEvent]) -> None:
-        """After commit: let the outbox relay publish, cache new events of one owner (a
+    async def _created(self, events: list[StoredEvent], messages: list[outbox.Message]) -> None:
+        """After commit: publish the notifications, cache new events of one owner (a
         read right after a create is the rule) and retire the owner's listings."""
-        self._notify()
+        self._publish(messages)
         await self._cache.put_new(events, FIRST_ACCESS_VERSION, retiring=[events[0].owner_id])
 
-    async def _written(self, event: StoredEvent, holders: list[uuid.UUID]) -> None:
-        """After commit: let the outbox relay publish, replace the cached event and
-        retire the listings that show it."""
-        self._notify()
+    async def _written(
+        self, event: StoredEvent, holders: list[uuid.UUID], messages: list[outbox.Message]
+    ) -> None:
+        """After commit: publish the notifications, replace the cached event and retire
+        the listings that show it."""
+        self._publish(messages)
         await self._cache.put(event.id, event, retiring=holders)
 
     @staticmethod

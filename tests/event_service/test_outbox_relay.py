@@ -1,6 +1,7 @@
 """The outbox relay on a table and a stream of its own: every queued message reaches
-JetStream once, batch after batch, and is marked sent; publishing a row again (a crash
-between publishing and marking) is dropped by JetStream by its Nats-Msg-Id."""
+JetStream once and is marked sent, whether the writer handed it over after its commit
+or the sweep found it in the table; publishing a row again (a crash between
+publishing and marking) is dropped by JetStream by its Nats-Msg-Id."""
 
 import asyncio
 import time
@@ -34,7 +35,14 @@ async def _relay_round_trip(env: dict[str, str]) -> None:
     client = await nats.connect(env["nats_url"])
     js = client.jetstream()
     relay = OutboxRelay(
-        table, writes, env["nats_url"], env["stream"], [f"{env['subject']}.*"], batch_size=2
+        table,
+        writes,
+        env["nats_url"],
+        env["stream"],
+        [f"{env['subject']}.*"],
+        batch_size=2,
+        poll_interval=0.05,
+        sweep_after=30,
     )
     try:
         async with engine.begin() as conn:
@@ -42,11 +50,15 @@ async def _relay_round_trip(env: dict[str, str]) -> None:
             await conn.run_sync(table.metadata.create_all)
         await js.add_stream(StreamConfig(name=env["stream"], subjects=[f"{env['subject']}.*"]))
         messages = [(f"{env['subject']}.{n}", f"m{n}", b'{"n": %d}' % n) for n in range(5)]
+        outbox = f'"{env["schema"]}".outbox'
+        left_over = f"UPDATE {outbox} SET created_at = created_at - interval '1 minute'"
+        # Rows a process left unsent (it died after its commit): the sweep finds them.
         async with pipelined_transaction(writes) as conn:
-            await enqueue_many(conn, table, messages)
+            await enqueue_many(conn, table, messages[:3])
+            await conn.execute(left_over)
 
         async def all_sent() -> None:
-            unsent = f'SELECT count(*) FROM "{env["schema"]}".outbox WHERE sent_at IS NULL'
+            unsent = f"SELECT count(*) FROM {outbox} WHERE sent_at IS NULL"
             deadline = time.monotonic() + 10
             while True:
                 async with engine.connect() as conn:
@@ -56,12 +68,17 @@ async def _relay_round_trip(env: dict[str, str]) -> None:
                 await asyncio.sleep(0.05)
 
         relay.start()
-        relay.wake()
+        await all_sent()
+        # Rows whose writer hands them over once committed: published from memory (the
+        # sweep would not take them for another 30 s).
+        async with pipelined_transaction(writes) as conn:
+            await enqueue_many(conn, table, messages[3:])
+        relay.committed(messages[3:])
         await all_sent()
         # Sent again, as after a crash between publishing and marking: dropped by JetStream.
         async with engine.begin() as conn:
-            await conn.execute(text(f'UPDATE "{env["schema"]}".outbox SET sent_at = NULL'))
-        relay.wake()
+            await conn.execute(text(f"UPDATE {outbox} SET sent_at = NULL"))
+            await conn.execute(text(left_over))
         await all_sent()
 
         info = await js.stream_info(env["stream"])
