@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import nats.errors
 import orjson
@@ -138,10 +138,13 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._sweep_after = sweep_after
         self._keep_sent_for = keep_sent_for
-        self._wake = asyncio.Event()
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._handed_over: list[Message] = []
+        self._handed_over_wake = asyncio.Event()
+        self._published: list[str] = []  # msg ids of rows to mark sent
+        self._published_wake = asyncio.Event()
+        self._last_sweep = float("-inf")
         self._last_purge = float("-inf")
 
     def committed(self, messages: Sequence[Message]) -> None:
@@ -154,50 +157,52 @@ class OutboxRelay:
         if len(self._handed_over) + len(messages) > MAX_HANDED_OVER:
             return
         self._handed_over.extend(messages)
-        self._wake.set()
+        self._handed_over_wake.set()
 
     async def run(self) -> None:
-        backoff = 0.2
-        last_sweep = float("-inf")
-        while True:
-            try:
-                if self._client is None or self._client.is_closed:
-                    self._client = await connect(self._nats_url, "outbox-relay")
-                    await ensure_stream(self._client, self._stream, self._subjects)
-                await self._publish_handed_over()
-                if time.monotonic() - last_sweep >= self._poll_interval:
-                    while await self.publish_pending() == self._batch_size:
-                        pass
-                    last_sweep = time.monotonic()
-                if time.monotonic() - self._last_purge > PURGE_INTERVAL:
-                    await self._purge_sent()
-                    self._last_purge = time.monotonic()
-                backoff = 0.2
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-                except TimeoutError:
-                    pass
-                self._wake.clear()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning(
-                    "outbox relay paused", extra={"error": repr(error), "retry_in": backoff}
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        """Two loops: one publishes what writers hand over, the other does the table's
+        work (marking sent, the sweep, the purge), so that publishing never waits for
+        PostgreSQL."""
+        await asyncio.gather(
+            _keep_running("publishing", self._publish_handed_over),
+            _keep_running("marking sent", self._table_work),
+        )
 
     async def _publish_handed_over(self) -> None:
-        """Publish what writers handed over since the last time, and mark it sent in one
-        statement. If either fails, the sweep publishes the rest (JetStream drops what
-        was published twice)."""
-        if not self._handed_over:
-            return
-        assert self._client is not None
+        if self._client is None or self._client.is_closed:
+            self._client = await connect(self._nats_url, "outbox-relay")
+            await ensure_stream(self._client, self._stream, self._subjects)
+        await self._handed_over_wake.wait()
+        self._handed_over_wake.clear()
         messages, self._handed_over = self._handed_over, []
+        # If publishing fails, the sweep publishes these (JetStream drops repeats).
         await _publish(self._client, messages)
+        self._published.extend(msg_id for _, msg_id, _ in messages)
+        self._published_wake.set()
+
+    async def _table_work(self) -> None:
+        await self._mark_published_sent()
+        client = self._client
+        swept_long_ago = time.monotonic() - self._last_sweep >= self._poll_interval
+        if swept_long_ago and client is not None and client.is_connected:
+            while await self.publish_pending() == self._batch_size:
+                pass
+            self._last_sweep = time.monotonic()
+        if time.monotonic() - self._last_purge > PURGE_INTERVAL:
+            await self._purge_sent()
+            self._last_purge = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._published_wake.wait(), self._poll_interval)
+        self._published_wake.clear()
+
+    async def _mark_published_sent(self) -> None:
+        """Mark the rows published from memory sent, in one statement. If that fails,
+        the sweep publishes them again (JetStream drops the repeats)."""
+        if not self._published:
+            return
+        published, self._published = self._published, []
         async with pooled_connection(self._writes) as conn:
-            await conn.execute(self._mark_published, ([msg_id for _, msg_id, _ in messages],))
+            await conn.execute(self._mark_published, (published,))
 
     async def publish_pending(self) -> int:
         """The sweep: publish one batch of rows left unsent (see `_select_unsent`);
@@ -229,12 +234,30 @@ class OutboxRelay:
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):
-            await self._publish_handed_over()
+            await self._mark_published_sent()
         if self._client is not None and not self._client.is_closed:
             try:
                 await self._client.drain()
             except nats.errors.Error:
                 pass
+
+
+async def _keep_running(doing: str, step: Callable[[], Awaitable[None]]) -> None:
+    """Repeat `step` until cancelled, pausing with a growing backoff after a failure."""
+    backoff = 0.2
+    while True:
+        try:
+            await step()
+            backoff = 0.2
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning(
+                "outbox relay paused",
+                extra={"doing": doing, "error": repr(error), "retry_in": backoff},
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
 
 async def _publish(client: Client, messages: Sequence[Message]) -> None:
