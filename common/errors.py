@@ -11,6 +11,8 @@ import grpc
 import orjson
 
 ERROR_METADATA_KEY = "eventhub-error-bin"
+# What every service answers for an event the caller may not see or that does not exist.
+EVENT_NOT_FOUND = "event not found"
 
 
 class DomainError(Exception):

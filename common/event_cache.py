@@ -20,9 +20,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
+from common.errors import EVENT_NOT_FOUND, NotFound
 from common.roles import Role
 
 
@@ -71,6 +74,19 @@ def parse_entry(values: Sequence[bytes | None]) -> CachedEntry | None:
         return CachedEntry(payload, Role(role.decode()) if role else None)
     except ValueError:
         return None
+
+
+def visible_event(entry: CachedEntry) -> tuple[dict[str, Any], Role] | None:
+    """The cached event's stored fields and the reader's role on it: NotFound if the
+    entry says the reader has none, None if the JSON is unreadable (read through the
+    event service instead)."""
+    if entry.role is None:
+        raise NotFound(EVENT_NOT_FOUND)
+    try:
+        stored = orjson.loads(entry.payload)
+    except orjson.JSONDecodeError:
+        return None
+    return (stored, entry.role) if isinstance(stored, dict) else None
 
 
 async def read_entry(redis: Redis, key: str, user_id: str) -> CachedEntry | None:

@@ -16,7 +16,14 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import outbox
-from common.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, PreconditionFailed
+from common.errors import (
+    EVENT_NOT_FOUND,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+)
 from common.idempotency import IdempotentWrite
 from common.notifications import AccessChange, AccessChanged, access_subject
 from common.roles import Role
@@ -24,7 +31,7 @@ from common.timeutil import rfc3339, utcnow
 from common.tokens import Caller
 from event_service import repo
 from event_service.cache import EventCache
-from event_service.domain.events import EVENT_NOT_FOUND, event_uuid
+from event_service.domain.events import event_uuid
 from event_service.models import outbox as outbox_table
 from event_service.repo import AccessList, EventAccessRows
 

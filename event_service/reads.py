@@ -15,14 +15,14 @@ from typing import NamedTuple
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import autocommit
-from common.errors import InvalidArgument, NotFound
+from common.errors import EVENT_NOT_FOUND, InvalidArgument, NotFound
 from common.paging import items_within
 from common.roles import Role
 from common.timeutil import MAX_YEAR, MIN_YEAR
 from common.tokens import Caller
 from event_service import repo
 from event_service.cache import EventCache
-from event_service.domain.events import EVENT_NOT_FOUND, event_uuid, make_schedule
+from event_service.domain.events import event_uuid, make_schedule
 from event_service.models import StoredEvent
 
 DEFAULT_PAGE_SIZE = 50

@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from common import outbox
 from common.db import pipelined_transaction, pooled_connection
 from common.errors import (
+    EVENT_NOT_FOUND,
     DomainError,
     InvalidArgument,
     NotFound,
@@ -49,7 +50,6 @@ from event_service.domain.conflicts import (
     may_overlap,
 )
 from event_service.domain.events import (
-    EVENT_NOT_FOUND,
     EventDraft,
     ValidEvent,
     event_uuid,

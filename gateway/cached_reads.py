@@ -24,11 +24,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from common.errors import NotFound
+from common.errors import EVENT_NOT_FOUND, NotFound
 from common.event_cache import (
     CachedPage,
     PageCache,
@@ -36,13 +35,13 @@ from common.event_cache import (
     entry_fields,
     event_cache_prefix,
     parse_entry,
+    visible_event,
 )
 from common.tokens import Caller
 from gateway.ratelimit import HashRead
 
 log = logging.getLogger(__name__)
 
-EVENT_NOT_FOUND = "event not found"
 _TIMES = ("start_time", "end_time", "created_at", "updated_at")
 
 
@@ -95,11 +94,12 @@ class CachedEvents:
         `entry_read`, NotFound if the cache says the caller may not see it, or None
         if the cache cannot answer."""
         entry = parse_entry(values)
-        if entry is None:
+        visible = visible_event(entry) if entry else None
+        if visible is None:
             return None
+        stored, role = visible
         try:
-            stored = orjson.loads(entry.payload)
-            if entry.role is None or stored["deleted"]:
+            if stored["deleted"]:
                 raise NotFound(EVENT_NOT_FOUND)
             return {
                 "id": stored["id"],
@@ -111,9 +111,9 @@ class CachedEvents:
                 "is_recurring": stored["is_recurring"],
                 "recurrence_rule": stored["recurrence_rule"],
                 "owner_id": stored["owner_id"],
-                "role": entry.role.value,
+                "role": role.value,
                 "version": stored["version"],
                 **{name: datetime.fromisoformat(stored[name]) for name in _TIMES[2:]},
             }
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             return None

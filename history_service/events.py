@@ -6,20 +6,16 @@ import uuid
 from dataclasses import dataclass
 
 import grpc
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from common.errors import NotFound
-from common.event_cache import ReaderTrust, event_cache_prefix, read_entry
+from common.event_cache import ReaderTrust, event_cache_prefix, read_entry, visible_event
 from common.roles import Role
 from common.upstream import call
 from eventhub.events.v1 import events_pb2
 from eventhub.events.v1.events_pb2_grpc import EventServiceStub
 
 log = logging.getLogger(__name__)
-
-EVENT_NOT_FOUND = "event not found"
 
 
 @dataclass(frozen=True)
@@ -76,12 +72,11 @@ class CachedVersions:
             log.warning("event cache unreadable", extra={"error": repr(error)})
             self._trust.redis_failed()
             return None
-        if entry is None:
+        visible = visible_event(entry) if entry else None
+        if visible is None:
             return None
-        if entry.role is None:
-            raise NotFound(EVENT_NOT_FOUND)
+        stored, role = visible
         try:
-            stored = orjson.loads(entry.payload)
-            return CurrentVersion(int(stored["version"]), bool(stored["deleted"]), entry.role)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return CurrentVersion(int(stored["version"]), bool(stored["deleted"]), role)
+        except (KeyError, TypeError, ValueError):
             return None

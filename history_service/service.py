@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from common.errors import EVENT_NOT_FOUND, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from common.notifications import EDITABLE_FIELDS
 from common.paging import items_within
 from common.roles import Role
@@ -19,7 +19,7 @@ from eventhub.events.v1 import events_pb2
 from history_service import repo
 from history_service.changes import Snapshot
 from history_service.config import HistorySettings
-from history_service.events import EVENT_NOT_FOUND, EventClient
+from history_service.events import EventClient
 from history_service.models import EventVersion
 from history_service.notifier import VersionNotifier
 

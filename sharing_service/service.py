@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from common.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from common.errors import EVENT_NOT_FOUND, Conflict, InvalidArgument, NotFound, PermissionDenied
 from common.roles import Role
 from common.tokens import Caller
 from sharing_service.events import (
@@ -24,7 +24,6 @@ from sharing_service.events import (
 )
 from sharing_service.users import KnownUser
 
-EVENT_NOT_FOUND = "event not found"
 NO_PERMISSION = "that user has no permission on this event"
 LAST_OWNER = "the last owner of an event cannot be demoted or removed"
 ROLE_MESSAGE = "must be one of owner, editor, viewer"

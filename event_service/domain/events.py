@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
-from common.errors import InvalidArgument, NotFound
+from common.errors import EVENT_NOT_FOUND, InvalidArgument, NotFound
 from common.timeutil import MAX_YEAR, MIN_YEAR, rfc3339
 from event_service.domain.recurrence import (
     Rule,
@@ -18,7 +18,6 @@ from event_service.domain.recurrence import (
     parse_rule,
 )
 
-EVENT_NOT_FOUND = "event not found"
 TITLE_MAX = 200
 DESCRIPTION_MAX = 10_000
 LOCATION_MAX = 1_000
