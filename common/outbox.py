@@ -185,7 +185,7 @@ class OutboxRelay:
         client = self._client
         swept_long_ago = time.monotonic() - self._last_sweep >= self._poll_interval
         if swept_long_ago and client is not None and client.is_connected:
-            while await self.publish_pending() == self._batch_size:
+            while await self._sweep() == self._batch_size:
                 pass
             self._last_sweep = time.monotonic()
         if time.monotonic() - self._last_purge > PURGE_INTERVAL:
@@ -204,8 +204,8 @@ class OutboxRelay:
         async with pooled_connection(self._writes) as conn:
             await conn.execute(self._mark_published, (published,))
 
-    async def publish_pending(self) -> int:
-        """The sweep: publish one batch of rows left unsent (see `_select_unsent`);
+    async def _sweep(self) -> int:
+        """Publish one batch of rows left unsent (see `_select_unsent`);
         returns how many were sent. The rows stay locked (other relays skip them) until
         they are marked sent, and that commits together with the mark: two round trips
         to PostgreSQL in all."""
