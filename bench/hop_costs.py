@@ -16,7 +16,7 @@ import grpc
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.db import make_write_pool, pipelined_transaction
+from common.db import make_driver_pool, pipelined_transaction
 from scripts.stack import free_port
 
 CALLS = 20_000
@@ -87,7 +87,7 @@ def grpc_unary() -> None:
 
 
 async def _transactions() -> tuple[float, float]:
-    pool = make_write_pool(DATABASE_URL, 10, timeout=5)
+    pool = make_driver_pool(DATABASE_URL, 10, timeout=5)
     await pool.open()
 
     async def transaction() -> None:

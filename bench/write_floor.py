@@ -29,7 +29,7 @@ import uvloop
 from nats.js.api import StreamConfig
 from redis.asyncio import Redis
 
-from common.db import make_write_pool, pipelined_transaction
+from common.db import make_driver_pool, pipelined_transaction
 
 METHOD = "/floor.Write/Write"
 SCHEMA = "write_floor"
@@ -137,7 +137,7 @@ async def _serve(port: int) -> None:
     database, redis_url, nats_url = _urls()
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute(_SETUP)
-    pool = make_write_pool(database, 10, timeout=5)
+    pool = make_driver_pool(database, 10, timeout=5)
     await pool.open()
     client = await nats.connect(nats_url)
     js = client.jetstream()
@@ -161,7 +161,7 @@ async def _serve(port: int) -> None:
 
 async def _consume() -> None:
     database, _, nats_url = _urls()
-    pool = make_write_pool(database, 2, timeout=5)
+    pool = make_driver_pool(database, 2, timeout=5)
     await pool.open()
     client = await nats.connect(nats_url)
     js = client.jetstream()

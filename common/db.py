@@ -78,13 +78,18 @@ def closed_by_server(connection: psycopg.AsyncConnection) -> bool:
         return True
 
 
-def make_write_pool(
-    database_url: str, size: int, timeout: float, statement_timeout: float | None = None
+def make_driver_pool(
+    database_url: str,
+    size: int,
+    timeout: float,
+    statement_timeout: float | None = None,
+    name: str = "writes",
 ) -> AsyncConnectionPool:
-    """Psycopg's own pool, for `pipelined_transaction` on the write paths: taking and
-    returning one of its connections costs half of what SQLAlchemy's async pool does
-    (no greenlet hop, no isolation-level switch), measured under load. Open it with
-    `await pool.open()`; it grows from one connection to `size` on demand.
+    """Psycopg's own pool, for the hot paths (`pipelined_transaction` on writes, plain
+    statements on reads): taking and returning one of its connections costs half of
+    what SQLAlchemy's async pool does (no greenlet hop, no isolation-level switch),
+    measured under load. Open it with `await pool.open()`; it grows from one
+    connection to `size` on demand.
 
     While PostgreSQL is down the pool reconnects in the background (a first retry
     after a second, then giving up after another, so that the next caller's attempt
@@ -113,7 +118,7 @@ def make_write_pool(
             "options": connection_options(statement_timeout),
             "connect_timeout": 2,
         },
-        name="writes",
+        name=name,
     )
 
 
@@ -121,7 +126,7 @@ def make_write_pool(
 async def pooled_connection(
     pool: AsyncConnectionPool,
 ) -> AsyncIterator[psycopg.AsyncConnection]:
-    """A connection of `make_write_pool`, in autocommit mode: a single statement is a
+    """A connection of `make_driver_pool`, in autocommit mode: a single statement is a
     transaction of its own, in one round trip. Psycopg's connection errors, and a pool
     with no connection free in time, come out as SQLAlchemy's, like everywhere else."""
     try:

@@ -4,7 +4,7 @@ import sys
 
 from redis.asyncio import Redis
 
-from common.db import make_write_pool, pipelined_transaction
+from common.db import make_driver_pool, pipelined_transaction
 from common.event_cache import event_cache_prefix, view_prefix
 from common.idempotency import IdempotencyKeys
 from common.notifications import event_stream, event_stream_subjects
@@ -24,7 +24,7 @@ async def run(wiring: Wiring[EventSettings]) -> None:
     settings = wiring.settings
     services = wiring.service_tokens("events")
     engine = wiring.engine()
-    writes = make_write_pool(
+    writes = make_driver_pool(
         settings.database_url,
         settings.db_pool_size,
         timeout=settings.grpc_deadline / 2,

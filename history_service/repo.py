@@ -2,29 +2,25 @@
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text, union
+from psycopg import AsyncConnection
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import load_only
 
 from history_service.models import DeadLetter, EventVersion
 
-_SUMMARY_COLUMNS = (
-    EventVersion.event_id,
-    EventVersion.version,
-    EventVersion.change_type,
-    EventVersion.changed_by,
-    EventVersion.changed_at,
-)
-
+_VERSIONS = EventVersion.__table__.fullname
+_DEAD_LETTERS = DeadLetter.__table__.fullname
 
 # Fixed SQL, one JSON parameter for any number of rows: prepared once, where an
 # insert built per batch was compiled afresh each time (a quarter of the consumer's CPU).
 _ADD_VERSIONS = text(f"""
-    INSERT INTO {EventVersion.__table__.fullname}
+    INSERT INTO {_VERSIONS}
         (event_id, version, change_type, changed_by, changed_at, snapshot, changes)
     SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS given(event_id uuid,
         version bigint, change_type text, changed_by text, changed_at timestamptz,
@@ -51,47 +47,81 @@ async def add_dead_letters(session: AsyncSession, rows: list[dict[str, Any]]) ->
         )
 
 
-async def count_versions_through(session: AsyncSession, event_id: uuid.UUID, version: int) -> int:
-    """How many of versions 1..`version` of an event are settled: stored, or
-    dead-lettered (a gap that reads show instead of waiting for it for good)."""
-    settled = union(
-        select(EventVersion.version).where(
-            EventVersion.event_id == event_id, EventVersion.version <= version
-        ),
-        select(DeadLetter.version).where(
-            DeadLetter.event_id == event_id, DeadLetter.version <= version
-        ),
-    ).subquery()
-    count = await session.scalar(select(func.count()).select_from(settled))
-    return int(count or 0)
+# History reads: plain statements on the driver's pool (see `common.db.make_driver_pool`),
+# one round trip each that both checks that versions 1..`through` are settled and reads.
+# A version is settled when it is stored, or dead-lettered (a gap that reads show
+# instead of waiting for it for good).
+_SETTLED = f"""
+    SELECT count(*) AS settled FROM (
+        SELECT version FROM {_VERSIONS} WHERE event_id = %(event)s AND version <= %(through)s
+        UNION
+        SELECT version FROM {_DEAD_LETTERS}
+        WHERE event_id = %(event)s AND version <= %(through)s
+    ) AS known
+"""
+_PAGE = """
+    SELECT settled, version, change_type, changed_by, changed_at, NULL::jsonb, {changes}
+    FROM ({settled}) AS s LEFT JOIN LATERAL (
+        SELECT version, change_type, changed_by, changed_at, {changes} FROM {versions}
+        WHERE event_id = %(event)s AND version > %(after)s ORDER BY version LIMIT %(limit)s
+    ) AS page ON true
+    ORDER BY version
+"""
+_PAGE_OF_SUMMARIES = _PAGE.format(settled=_SETTLED, versions=_VERSIONS, changes="NULL::jsonb")
+_PAGE_OF_CHANGES = _PAGE.format(settled=_SETTLED, versions=_VERSIONS, changes="changes")
+_VERSIONS_GIVEN = f"""
+    SELECT settled, version, change_type, changed_by, changed_at, snapshot, changes
+    FROM ({_SETTLED}) AS s LEFT JOIN LATERAL (
+        SELECT version, change_type, changed_by, changed_at, snapshot, changes FROM {_VERSIONS}
+        WHERE event_id = %(event)s AND version = ANY(%(versions)s)
+    ) AS given ON true
+"""
 
 
-async def list_versions(
-    session: AsyncSession,
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """A stored version as reads use it; `snapshot` and `changes` are None where the
+    read did not ask for them."""
+
+    version: int
+    change_type: str
+    changed_by: str
+    changed_at: datetime
+    snapshot: dict[str, Any] | None
+    changes: dict[str, Any] | None
+
+
+async def page_if_settled(
+    conn: AsyncConnection,
     event_id: uuid.UUID,
+    through: int,
     after: int,
     limit: int,
     *,
     with_changes: bool = False,
-) -> Sequence[EventVersion]:
-    """Versions after `after`, oldest first, without their snapshots."""
-    columns = (*_SUMMARY_COLUMNS, EventVersion.changes) if with_changes else _SUMMARY_COLUMNS
-    result = await session.scalars(
-        select(EventVersion)
-        .options(load_only(*columns))
-        .where(EventVersion.event_id == event_id, EventVersion.version > after)
-        .order_by(EventVersion.version)
-        .limit(limit)
+) -> list[StoredVersion] | None:
+    """Versions after `after`, oldest first, at most `limit`, without their snapshots;
+    None while any of versions 1..`through` is not settled yet."""
+    statement = _PAGE_OF_CHANGES if with_changes else _PAGE_OF_SUMMARIES
+    cursor = await conn.execute(
+        statement, {"event": event_id, "through": through, "after": after, "limit": limit}
     )
-    return result.all()
+    return _if_settled(await cursor.fetchall(), through)
 
 
-async def get_versions(
-    session: AsyncSession, event_id: uuid.UUID, versions: Sequence[int]
-) -> dict[int, EventVersion]:
-    result = await session.scalars(
-        select(EventVersion).where(
-            EventVersion.event_id == event_id, EventVersion.version.in_(versions)
-        )
+async def versions_if_settled(
+    conn: AsyncConnection, event_id: uuid.UUID, through: int, versions: Sequence[int]
+) -> dict[int, StoredVersion] | None:
+    """The given versions that are stored, by number; None while any of versions
+    1..`through` is not settled yet."""
+    cursor = await conn.execute(
+        _VERSIONS_GIVEN, {"event": event_id, "through": through, "versions": list(versions)}
     )
-    return {row.version: row for row in result.all()}
+    rows = _if_settled(await cursor.fetchall(), through)
+    return None if rows is None else {row.version: row for row in rows}
+
+
+def _if_settled(rows: list[tuple[Any, ...]], through: int) -> list[StoredVersion] | None:
+    if rows[0][0] < through:
+        return None
+    return [StoredVersion(*row[1:]) for row in rows if row[1] is not None]

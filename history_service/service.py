@@ -2,13 +2,15 @@
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
+from common.db import pooled_connection
 from common.errors import EVENT_NOT_FOUND, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from common.notifications import EDITABLE_FIELDS
 from common.paging import items_within
@@ -20,15 +22,16 @@ from history_service import repo
 from history_service.changes import Snapshot
 from history_service.config import HistorySettings
 from history_service.events import EventClient
-from history_service.models import EventVersion
 from history_service.notifier import VersionNotifier
+from history_service.repo import StoredVersion
 
 MAX_PAGE = 1000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Page:
-    items: Sequence[EventVersion]
+    items: Sequence[StoredVersion]
     # The version to pass as `after` for the next page; 0 on the last page.
     next_after: int
 
@@ -53,12 +56,12 @@ class HistoryService:
     def __init__(
         self,
         settings: HistorySettings,
-        sessions: async_sessionmaker,
+        reads: AsyncConnectionPool,
         events: EventClient,
         notifier: VersionNotifier,
     ) -> None:
         self._settings = settings
-        self._sessions = sessions
+        self._reads = reads
         self._events = events
         self._notifier = notifier
 
@@ -72,9 +75,9 @@ class HistoryService:
     ) -> Page:
         return await self._page(caller, event_id, after, limit, with_changes=True)
 
-    async def get_version(self, caller: Caller, event_id: str, version: int) -> EventVersion:
+    async def get_version(self, caller: Caller, event_id: str, version: int) -> StoredVersion:
         _check_version("version_id", version)
-        access = await self._read_access(caller, event_id)
+        access = await self._access(caller, event_id)
         return (await self._load(access, [version]))[version]
 
     async def diff(
@@ -83,7 +86,7 @@ class HistoryService:
         """The editable fields whose values differ between two versions (either order)."""
         _check_version("version_id1", from_version)
         _check_version("version_id2", to_version)
-        access = await self._read_access(caller, event_id)
+        access = await self._access(caller, event_id)
         rows = await self._load(access, [from_version, to_version])
         old, new = rows[from_version].snapshot, rows[to_version].snapshot
         old_fields = Snapshot.model_validate(old)
@@ -114,7 +117,6 @@ class HistoryService:
             raise PermissionDenied("only editors and owners may roll an event back")
         if access.deleted:
             raise NotFound(EVENT_NOT_FOUND)
-        await self._wait_until_stored(access.event_id, access.current_version)
         snapshot = Snapshot.model_validate((await self._load(access, [version]))[version].snapshot)
         request = events_pb2.RollbackEventRequest(
             id=str(access.event_id),
@@ -133,23 +135,24 @@ class HistoryService:
         if not 0 <= limit <= MAX_PAGE:
             raise InvalidArgument.field("limit", f"must be between 1 and {MAX_PAGE}")
         limit = limit or MAX_PAGE
-        access = await self._read_access(caller, event_id)
-        async with self._sessions() as session:
-            rows = await repo.list_versions(
-                session, access.event_id, after, limit + 1, with_changes=with_changes
-            )
+        access = await self._access(caller, event_id)
+        rows = await self._when_settled(
+            access,
+            lambda conn: repo.page_if_settled(
+                conn,
+                access.event_id,
+                access.current_version,
+                after,
+                limit + 1,
+                with_changes=with_changes,
+            ),
+        )
         page = rows[:limit]
         if with_changes:
             page = page[: items_within(len(orjson.dumps(row.changes)) for row in page)]
         if len(rows) > len(page):
             return Page(page, page[-1].version)
         return Page(rows, 0)
-
-    async def _read_access(self, caller: Caller, event_id: str) -> _Access:
-        """Any role may read; the read then waits until the event's current version is stored."""
-        access = await self._access(caller, event_id)
-        await self._wait_until_stored(access.event_id, access.current_version)
-        return access
 
     async def _access(self, caller: Caller, event_id: str) -> _Access:
         """The caller's role and the event's current version; NotFound without a role
@@ -161,21 +164,24 @@ class HistoryService:
         current = await self._events.current_version(parsed, caller.user_id)
         return _Access(parsed, current.role, current.version, current.deleted)
 
-    async def _wait_until_stored(self, event_id: uuid.UUID, version: int) -> None:
-        """Wait (bounded) until versions 1..`version` are stored.
+    async def _when_settled(
+        self, access: _Access, read: Callable[[AsyncConnection], Awaitable[T | None]]
+    ) -> T:
+        """What `read` gives once versions 1..current of the event are settled (reads
+        answer read-your-writes); `read` gives None while they are not.
 
-        The consumer of this process wakes the wait as soon as it stores a
-        version of the event; another replica's consumer is noticed by polling.
+        The consumer of this process wakes the wait as soon as it stores a version of
+        the event; another replica's consumer is noticed by polling.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.history_read_your_writes_timeout
-        with self._notifier.watch(str(event_id)) as woken:
+        with self._notifier.watch(str(access.event_id)) as woken:
             while True:
                 woken.clear()
-                async with self._sessions() as session:
-                    stored = await repo.count_versions_through(session, event_id, version)
-                if stored >= version:
-                    return
+                async with pooled_connection(self._reads) as conn:
+                    result = await read(conn)
+                if result is not None:
+                    return result
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise Unavailable("the event's history is catching up; retry shortly")
@@ -186,9 +192,13 @@ class HistoryService:
                 except TimeoutError:
                     pass
 
-    async def _load(self, access: _Access, versions: Sequence[int]) -> dict[int, EventVersion]:
-        async with self._sessions() as session:
-            rows = await repo.get_versions(session, access.event_id, versions)
+    async def _load(self, access: _Access, versions: Sequence[int]) -> dict[int, StoredVersion]:
+        rows = await self._when_settled(
+            access,
+            lambda conn: repo.versions_if_settled(
+                conn, access.event_id, access.current_version, versions
+            ),
+        )
         for version in versions:
             if version not in rows:
                 raise NotFound(f"event has no version {version}")

@@ -10,7 +10,7 @@ from eventhub.common.v1 import common_pb2
 from eventhub.events.v1 import events_pb2
 from eventhub.history.v1 import history_pb2, history_pb2_grpc
 from history_service.changes import Snapshot
-from history_service.models import EventVersion
+from history_service.repo import StoredVersion
 from history_service.service import HistoryService
 
 CHANGE_TYPES = {
@@ -21,7 +21,7 @@ CHANGE_TYPES = {
 }
 
 
-def summary_message(row: EventVersion) -> history_pb2.VersionSummary:
+def summary_message(row: StoredVersion) -> history_pb2.VersionSummary:
     return history_pb2.VersionSummary(
         version=row.version,
         changed_by=row.changed_by,
@@ -40,7 +40,7 @@ def field_changes(changes: dict[str, dict[str, Any]]) -> dict[str, common_pb2.Fi
     }
 
 
-def event_message(row: EventVersion) -> events_pb2.Event:
+def event_message(row: StoredVersion) -> events_pb2.Event:
     """The event as it stood at a version; no caller role (history has none)."""
     snapshot = Snapshot.model_validate(row.snapshot)
     return events_pb2.Event(

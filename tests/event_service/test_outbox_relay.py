@@ -11,7 +11,7 @@ import pytest
 from nats.js.api import StreamConfig
 from sqlalchemy import MetaData, text
 
-from common.db import make_engine, make_write_pool, pipelined_transaction
+from common.db import make_driver_pool, make_engine, pipelined_transaction
 from common.outbox import OutboxRelay, enqueue_many, outbox_table
 
 
@@ -29,7 +29,7 @@ def relay_env(stack_env: dict[str, str]) -> dict[str, str]:
 
 async def _relay_round_trip(env: dict[str, str]) -> None:
     engine = make_engine(env["database_url"], 2)
-    writes = make_write_pool(env["database_url"], 2, timeout=5)
+    writes = make_driver_pool(env["database_url"], 2, timeout=5)
     await writes.open()
     table = outbox_table(MetaData(schema=env["schema"]))
     client = await nats.connect(env["nats_url"])

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from common.db import make_engine, make_write_pool, pooled_connection
+from common.db import make_driver_pool, make_engine, pooled_connection
 
 DEADLINE = 0.5
 
@@ -19,7 +19,7 @@ def database_url(stack_env: dict[str, str]) -> str:
 
 
 async def _pool_statement(database_url: str, statement: str) -> None:
-    pool = make_write_pool(database_url, 1, timeout=5, statement_timeout=DEADLINE)
+    pool = make_driver_pool(database_url, 1, timeout=5, statement_timeout=DEADLINE)
     await pool.open()
     try:
         async with pooled_connection(pool) as conn:
