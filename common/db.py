@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 from alembic import command, context
 from alembic.config import Config
@@ -55,6 +56,9 @@ def make_engine(
         pool_timeout=5,
         # Statement parameters (usernames, emails, hashes) stay out of error logs.
         hide_parameters=True,
+        # JSON columns (a series' exceptions, history snapshots) decode several times
+        # faster than with the standard library.
+        json_deserializer=orjson.loads,
         connect_args={"options": connection_options(statement_timeout)},
     )
     event.listen(engine.sync_engine.pool, "checkout", _replace_if_closed_by_server)

@@ -5,6 +5,7 @@ occurrence by occurrence; a clash is a Conflict that lists the clashing occurren
 import asyncio
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from common.errors import Conflict
@@ -13,27 +14,31 @@ from event_service.domain.conflicts import (
     CheckedSchedule,
     Clash,
     ComparisonBudget,
+    Excepted,
     clashes_with_earlier_items,
     find_clashes,
 )
 from event_service.domain.events import ValidEvent, make_schedule
-from event_service.domain.recurrence import Schedule
+from event_service.domain.exceptions import ExceptionIndex, Override, overrides_from_json
 
 T = TypeVar("T")
 
 
 def existing_by_item(
     candidates: list[write_repo.Candidate], items: int
-) -> list[list[tuple[str | None, Schedule]]]:
-    """For each checked item, (id, schedule) of the owner's events it may clash with;
-    the id is None for an event the one making the change has no role on."""
-    schedules: dict[uuid.UUID, Schedule] = {}
-    existing: list[list[tuple[str | None, Schedule]]] = [[] for _ in range(items)]
-    for item, event_id, start, end, zone, rule, visible in candidates:
-        schedule = schedules.get(event_id)
-        if schedule is None:
-            schedule = schedules[event_id] = make_schedule(start, end, zone, rule)
-        existing[item].append((str(event_id) if visible else None, schedule))
+) -> list[list[tuple[str | None, Excepted]]]:
+    """For each checked item, (id, schedule with exceptions) of the owner's events it
+    may clash with; the id is None for an event the one making the change has no
+    role on."""
+    schedules: dict[uuid.UUID, Excepted] = {}
+    existing: list[list[tuple[str | None, Excepted]]] = [[] for _ in range(items)]
+    for item, event_id, start, end, zone, rule, overrides, visible in candidates:
+        excepted = schedules.get(event_id)
+        if excepted is None:
+            schedule = make_schedule(start, end, zone, rule)
+            index = ExceptionIndex(overrides_from_json(overrides), schedule.duration)
+            excepted = schedules[event_id] = Excepted(schedule, index)
+        existing[item].append((str(event_id) if visible else None, excepted))
     return existing
 
 
@@ -47,7 +52,7 @@ async def beside_the_loop(series: bool, work: Callable[..., T], *args: Any) -> T
 
 
 def involve_series(candidates: list[write_repo.Candidate]) -> bool:
-    return any(rule for *_, rule, _visible in candidates)
+    return any(rule for *_, rule, _overrides, _visible in candidates)
 
 
 class Checked:
@@ -57,19 +62,28 @@ class Checked:
 
     @classmethod
     async def of(
-        cls, valid: list[ValidEvent], placements: list[write_repo.Placement], batch: bool
+        cls,
+        valid: list[ValidEvent],
+        placements: list[write_repo.Placement],
+        batch: bool,
+        overrides: list[dict[datetime, Override]] | None = None,
     ) -> "Checked":
+        """`overrides`: each item's exceptions, if any."""
         series = any(item.schedule.is_series for item in valid)
-        return await beside_the_loop(series, cls, valid, placements, batch)
+        return await beside_the_loop(series, cls, valid, placements, batch, overrides)
 
     def __init__(
         self,
         valid: list[ValidEvent],
         placements: list[write_repo.Placement],
         batch: bool,
+        overrides: list[dict[datetime, Override]] | None = None,
     ) -> None:
         budget = ComparisonBudget()  # the request's
-        self._schedules = [CheckedSchedule(item.schedule, budget) for item in valid]
+        self._schedules = [
+            CheckedSchedule(item.schedule, budget, overrides[index] if overrides else None)
+            for index, item in enumerate(valid)
+        ]
         self._batch = batch
         self.checks: list[write_repo.Check] = [
             (c.window_start, c.window_end, placement.footprint)

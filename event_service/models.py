@@ -1,11 +1,11 @@
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Text
-from sqlalchemy.dialects.postgresql import INT4MULTIRANGE, TSTZRANGE, Range
+from sqlalchemy.dialects.postgresql import INT4MULTIRANGE, JSONB, TSTZRANGE, Range
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import service_metadata
@@ -51,6 +51,9 @@ class Event(Base):
     # +1 on every change of the event's access list (EventAccess rows): readers and
     # the cache keep the newest, and the sharing service changes access optimistically.
     access_version: Mapped[int] = mapped_column(BigInteger)
+    # A series' exceptions, {recurrence id: override}, as `domain.exceptions` writes
+    # them: read, written, cached and versioned with the series, never apart from it.
+    overrides: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
 
 
 class EventAccess(Base):
@@ -108,6 +111,7 @@ class StoredEvent:
     version: int
     created_at: datetime
     updated_at: datetime
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     deleted: bool = False
 
     def draft(self) -> EventDraft:
@@ -125,6 +129,7 @@ class StoredEvent:
             "version": self.version,
             "created_at": rfc3339(self.created_at),
             "updated_at": rfc3339(self.updated_at),
+            "overrides": self.overrides,
         }
 
     def to_json(self) -> bytes:

@@ -1,6 +1,7 @@
 """The notifications a write queues in its outbox: one per (event, version) for the
 history, and one per access-list change for the audit trail."""
 
+import uuid
 from typing import Any
 
 import orjson
@@ -32,6 +33,15 @@ def changes_between(old: EventDraft, new: EventDraft) -> Changes:
         name: {"old": json_value(getattr(old, name)), "new": json_value(getattr(new, name))}
         for name in EDITABLE_FIELDS
         if getattr(old, name) != getattr(new, name)
+    }
+
+
+def exception_changes(old: dict[str, Any], new: dict[str, Any]) -> Changes:
+    """`overrides.<recurrence id>` for each exception that differs (`None`: none)."""
+    return {
+        f"overrides.{key}": {"old": old.get(key), "new": new.get(key)}
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
     }
 
 
@@ -76,3 +86,27 @@ def creation_messages(
         access_notification(namespace, event.id, caller.user_id, event.created_at, [grant])
         for event in events
     ]
+
+
+def split_messages(
+    namespace: str,
+    before: StoredEvent,
+    updated: StoredEvent,
+    created: StoredEvent,
+    roles: list[tuple[uuid.UUID, Role]],
+    caller: Caller,
+) -> list[outbox.Message]:
+    """A "this and following" split: the series' new version (its rule and the
+    exceptions it handed over), the new series' version 1, and the new series' access
+    list, a copy of the series' (changes 1 to n)."""
+    changed = changes_between(before.draft(), updated.draft()) | exception_changes(
+        before.overrides, updated.overrides
+    )
+    new = created_changes(created) | exception_changes({}, created.overrides)
+    grants = [
+        AccessChange(user_id=str(user), role=role, sequence=sequence)
+        for sequence, (user, role) in enumerate(roles, start=1)
+    ]
+    return change_messages(
+        namespace, [(updated, "updated", changed), (created, "created", new)], caller
+    ) + [access_notification(namespace, created.id, caller.user_id, created.created_at, grants)]

@@ -7,10 +7,10 @@ cache; a listing is one keyset-paged query over the caller's access rows.
 
 import base64
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,6 +23,16 @@ from common.tokens import Caller
 from event_service import repo
 from event_service.cache import EventCache
 from event_service.domain.events import event_uuid, make_schedule
+from event_service.domain.exceptions import (
+    ExceptionIndex,
+    Instance,
+    effective_times,
+    instances,
+    is_generated,
+    overrides_from_json,
+    parse_recurrence_id,
+)
+from event_service.domain.recurrence import Schedule
 from event_service.models import StoredEvent
 
 DEFAULT_PAGE_SIZE = 50
@@ -48,10 +58,18 @@ class EventPage:
 
 
 class OccurrenceView(NamedTuple):
+    """An occurrence as it happens (exceptions applied); sorts by start, then by
+    recurrence id."""
+
     start: datetime
+    recurrence_id: datetime
     event_id: str
-    title: str
     end: datetime
+    title: str
+    description: str
+    location: str
+    cancelled: bool
+    is_override: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +149,7 @@ class EventReader:
         end: datetime | None,
         text: str,
         role: Role | None,
+        show_cancelled: bool = False,
     ) -> list[OccurrenceView]:
         """Occurrences of every visible event in [start, end), by start time."""
         errors = _window_errors(start, end, required=True)
@@ -143,36 +162,52 @@ class EventReader:
             )
         found: list[OccurrenceView] = []
         for row in rows:
-            event_id, title = str(row.id), row.title
-            times = _occurrence_times(
-                row.id,
-                row.version,
-                start,
-                end,
-                row.start_time,
-                row.end_time,
-                row.timezone,
-                row.recurrence_rule,
-            )
-            found += [OccurrenceView(begin, event_id, title, until) for begin, until in times]
+            expanded = _EXPANSIONS.of(row, start, end, show_cancelled)
+            found += _views(str(row.id), row, expanded)
             if len(found) > MAX_EXPANDED_OCCURRENCES:
                 raise _too_many_occurrences()
         found.sort()
         return found
 
     async def occurrences(
-        self, caller: Caller, event_id: str, start: datetime | None, end: datetime | None
+        self,
+        caller: Caller,
+        event_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        show_cancelled: bool = False,
     ) -> list[OccurrenceView]:
         event = (await self.get(caller, event_id)).event
         errors = _window_errors(start, end, required=True)
         if errors:
             raise InvalidArgument(errors)
         assert start is not None and end is not None
-        occurrences = event.schedule().occurrences(start, end, limit=MAX_EXPANDED_OCCURRENCES + 1)
-        if len(occurrences) > MAX_EXPANDED_OCCURRENCES:
+        found = instances(
+            event.schedule(),
+            overrides_from_json(event.overrides),
+            start,
+            end,
+            show_cancelled=show_cancelled,
+            limit=MAX_EXPANDED_OCCURRENCES + 1,
+        )
+        if len(found) > MAX_EXPANDED_OCCURRENCES:
             raise _too_many_occurrences()
-        event_id = str(event.id)
-        return [OccurrenceView(o.start, event_id, event.title, o.end) for o in occurrences]
+        return _views(str(event.id), event, found)
+
+    async def occurrence(
+        self, caller: Caller, event_id: str, recurrence_id: str
+    ) -> tuple[EventView, OccurrenceView]:
+        """One occurrence by its recurrence id (cancelled or not), with its event."""
+        view = await self.get(caller, event_id)
+        original_start = occurrence_id(view.event, recurrence_id)
+        return view, self.occurrence_of(view.event, original_start)
+
+    @staticmethod
+    def occurrence_of(event: StoredEvent, original_start: datetime) -> OccurrenceView:
+        """The occurrence the rule generates at `original_start`, as it happens."""
+        override = overrides_from_json(event.overrides).get(original_start)
+        start, end = effective_times(override, original_start, event.schedule().duration)
+        return _views(str(event.id), event, [Instance(original_start, start, end, override)])[0]
 
     # Writing
 
@@ -191,22 +226,101 @@ class EventReader:
         return event, access.role_of(caller.user_id)
 
 
-@lru_cache(maxsize=20_000)
-def _occurrence_times(
-    event_id: uuid.UUID,
-    version: int,
-    window_start: datetime,
-    window_end: datetime,
-    start: datetime,
-    end: datetime,
-    zone: str,
-    rule: str | None,
-) -> tuple[tuple[datetime, datetime], ...]:
-    """(start, end) of an event version's occurrences in a window. Kept, since a
-    version never changes and calendars ask for the same weeks and months again
-    and again; expanding a thousand series costs more than the rest of the request."""
-    schedule = make_schedule(start, end, zone, rule)
-    return tuple((o.start, o.end) for o in schedule.occurrences(window_start, window_end))
+def occurrence_id(event: StoredEvent, recurrence_id: str) -> datetime:
+    """The original start a recurrence id names: InvalidArgument if malformed, NotFound
+    unless the event's rule generates an occurrence there."""
+    original_start = parse_recurrence_id(recurrence_id)
+    if original_start is None:
+        raise InvalidArgument.field(
+            "recurrence_id", "must be an occurrence's original start, e.g. 2026-03-02T09:00:00Z"
+        )
+    if not is_generated(event.schedule(), original_start):
+        raise NotFound("the event has no occurrence with this recurrence_id")
+    return original_start
+
+
+class _Values(NamedTuple):
+    title: str
+    description: str
+    location: str
+
+
+def _views(event_id: str, series: Any, found: list[Instance]) -> list[OccurrenceView]:
+    """`found` in the API's terms: an override's values over the series'; a cancelled
+    occurrence with the series' values at its original time."""
+    values = _Values(series.title, series.description, series.location)
+    views = []
+    for instance in found:
+        override = instance.override
+        shown = values
+        if override is not None and not override.cancelled:
+            shown = _Values(
+                values.title if override.title is None else override.title,
+                values.description if override.description is None else override.description,
+                values.location if override.location is None else override.location,
+            )
+        views.append(
+            OccurrenceView(
+                instance.start,
+                instance.recurrence_id,
+                event_id,
+                instance.end,
+                *shown,
+                instance.cancelled,
+                override is not None and not override.cancelled,
+            )
+        )
+    return views
+
+
+class _ExpansionCache:
+    """Occurrences of event versions in windows. Kept, since a version never changes
+    and calendars ask for the same weeks and months again and again; expanding a
+    thousand series costs more than the rest of the request. A series' exceptions,
+    arranged for expanding (`ExceptionIndex`), are kept by version too: a window not
+    asked before then costs the expansion alone."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._kept: OrderedDict[tuple[Any, ...], list[Instance]] = OrderedDict()
+        self._indexes: OrderedDict[tuple[Any, ...], ExceptionIndex] = OrderedDict()
+
+    def of(
+        self, row: Any, window_start: datetime, window_end: datetime, show_cancelled: bool
+    ) -> list[Instance]:
+        key = (row.id, row.version, window_start, window_end, show_cancelled)
+        found = self._kept.get(key)
+        if found is not None:
+            self._kept.move_to_end(key)
+            return found
+        schedule: Schedule = make_schedule(
+            row.start_time, row.end_time, row.timezone, row.recurrence_rule
+        )
+        overrides = self._index(row, schedule) if row.overrides else {}
+        found = instances(
+            schedule, overrides, window_start, window_end, show_cancelled=show_cancelled
+        )
+        _keep(self._kept, key, found, self._size)
+        return found
+
+    def _index(self, row: Any, schedule: Schedule) -> ExceptionIndex:
+        key = (row.id, row.version)
+        index = self._indexes.get(key)
+        if index is None:
+            index = ExceptionIndex(overrides_from_json(row.overrides), schedule.duration)
+            _keep(self._indexes, key, index, self._size)
+        else:
+            self._indexes.move_to_end(key)
+        return index
+
+
+def _keep(kept: OrderedDict[Any, Any], key: Any, value: Any, size: int) -> None:
+    kept[key] = value
+    if len(kept) > size:
+        kept.popitem(last=False)
+
+
+_EXPANSIONS = _ExpansionCache(20_000)
 
 
 def _window_errors(
@@ -235,11 +349,13 @@ def _too_many_occurrences() -> InvalidArgument:
 
 
 def _occurs_in(event: StoredEvent, start: datetime | None, end: datetime | None) -> bool:
-    """Whether a series has an occurrence in the window; the SQL span test already
-    decided for single events and for windows open at the start."""
+    """Whether a series has an occurrence in the window (effective times, cancelled
+    ones left out); the SQL span test already decided for single events and for
+    windows open at the start."""
     if not event.is_recurring or start is None:
         return True
-    return bool(event.schedule().occurrences(start, end or _FAR_FUTURE, limit=1))
+    overrides = overrides_from_json(event.overrides)
+    return bool(instances(event.schedule(), overrides, start, end or _FAR_FUTURE, limit=1))
 
 
 def _encode_cursor(event: StoredEvent) -> str:

@@ -43,6 +43,7 @@ _EVENT_COLUMNS = (
     Event.version,
     Event.created_at,
     Event.updated_at,
+    Event.overrides,
     Event.deleted_at.is_not(None).label("deleted"),
 )
 _LIVE = Event.deleted_at.is_(None)
@@ -249,10 +250,13 @@ def _schedules_statement(by_role: bool, matching: bool):  # type: ignore[no-unty
         Event.id,
         Event.version,
         Event.title,
+        Event.description,
+        Event.location,
         Event.start_time,
         Event.end_time,
         Event.timezone,
         Event.recurrence_rule,
+        Event.overrides,
     )
     query = _in_window(_visible(query, by_role))
     return _matching(query) if matching else query
@@ -294,8 +298,9 @@ async def schedules_in_window(
     window: tuple[datetime, datetime],
     text_filter: str,
 ) -> Sequence[Row[Any]]:
-    """(id, version, title, start_time, end_time, timezone, recurrence_rule) of the
-    live events the user holds a role on whose span overlaps the window."""
+    """(id, version, title, description, location, start_time, end_time, timezone,
+    recurrence_rule, overrides) of the live events the user holds a role on whose span
+    overlaps the window."""
     params: dict[str, Any] = {"user_id": user_id, "window": span_range(*window)}
     if role is not None:
         params["role"] = role.value

@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -46,6 +47,7 @@ from event_service.checks import (
 from event_service.config import EventSettings
 from event_service.domain.conflicts import (
     CheckedSchedule,
+    Excepted,
     find_clashes,
     may_overlap,
 )
@@ -53,10 +55,32 @@ from event_service.domain.events import (
     EventDraft,
     ValidEvent,
     event_uuid,
+    make_schedule,
     validate,
     validate_all,
 )
-from event_service.domain.recurrence import RuleError, Schedule, SearchBudget, week_footprint
+from event_service.domain.exceptions import (
+    MAX_EXCEPTIONS,
+    Override,
+    SeriesValues,
+    carried_overrides,
+    effective_times,
+    is_generated,
+    merged_override,
+    overrides_from_json,
+    overrides_to_json,
+    parse_recurrence_id,
+    recurrence_id_text,
+    split_rules,
+)
+from event_service.domain.recurrence import (
+    RuleError,
+    Schedule,
+    SearchBudget,
+    interval_footprint,
+    merge_ranges,
+    week_footprint,
+)
 from event_service.group_commit import GroupCommit, Pending, settle
 from event_service.models import StoredEvent
 from event_service.models import outbox as outbox_table
@@ -66,10 +90,14 @@ from event_service.notices import (
     change_messages,
     changes_between,
     creation_messages,
+    exception_changes,
+    split_messages,
 )
-from event_service.reads import EventReader, EventView
+from event_service.reads import EventReader, EventView, OccurrenceView, occurrence_id
+from event_service.repo import AccessList
 
 ROLE_TOO_LOW = "your role on this event does not allow this"
+OccurrenceAction = Literal["change", "cancel", "restore"]
 MAX_BATCH = 500
 MAX_GROUP = 64  # creates of one calendar in one transaction
 
@@ -89,6 +117,9 @@ class _Change:
     owner_id: uuid.UUID
     new_content: Callable[[StoredEvent], EventDraft]
     change_type: ChangeType
+    # The exceptions to store (a rollback's); None: the current ones, carried to the
+    # new schedule if it changes.
+    overrides: dict[str, dict[str, Any]] | None = None
 
 
 class _RescheduledMeanwhile(Exception):
@@ -285,12 +316,13 @@ class EventService:
         caller: Caller,
         event_id: str,
         draft: EventDraft,
+        overrides: dict[str, dict[str, Any]],
         allow_conflicts: bool,
         expected_version: int | None,
         once: IdempotentWrite[EventView] | None = None,
     ) -> EventView:
-        """Restore earlier content as a new version (always a new version), at most
-        once with a key (`once`)."""
+        """Restore earlier content and exceptions as a new version (always a new
+        version), at most once with a key (`once`)."""
         return await self._change(
             caller,
             event_id,
@@ -299,6 +331,7 @@ class EventService:
             allow_conflicts,
             expected_version,
             once,
+            overrides,
         )
 
     async def delete(self, caller: Caller, event_id: str, expected_version: int | None) -> None:
@@ -325,10 +358,11 @@ class EventService:
         allow_conflicts: bool,
         expected_version: int | None,
         once: IdempotentWrite[EventView] | None = None,
+        overrides: dict[str, dict[str, Any]] | None = None,
     ) -> EventView:
         seen_view = await self._reads.get(caller, event_id)
         seen = seen_view.event
-        change = _Change(event_uuid(event_id), seen.owner_id, new_content, change_type)
+        change = _Change(event_uuid(event_id), seen.owner_id, new_content, change_type, overrides)
         if change_type == "updated":
             updated = await self._update_unlocked(caller, seen_view, change, expected_version)
             if updated is not None:
@@ -336,7 +370,9 @@ class EventService:
         # Only a change of times can clash, so only such a change takes the owner's
         # calendar lock (which serialises the owner's creates and reschedules): a guess
         # from the read above, confirmed under the event's own lock.
-        reschedules = not seen.draft().same_schedule(new_content(seen))
+        reschedules = not seen.draft().same_schedule(new_content(seen)) or (
+            overrides is not None and overrides != seen.overrides
+        )
         try:
             return await self._apply(
                 caller, change, allow_conflicts, expected_version, reschedules, once
@@ -405,27 +441,188 @@ class EventService:
                 raise PermissionDenied(ROLE_TOO_LOW)
             valid, placement = await _validated(change.new_content(current))
             _check_version(current, expected_version)
-            changes = changes_between(current.draft(), valid.draft)
+            overrides = change.overrides
+            if overrides is None:
+                overrides = _carried(current, valid)
+            overrides = _checked_overrides(overrides, valid.schedule)
+            changes = changes_between(current.draft(), valid.draft) | exception_changes(
+                current.overrides, overrides
+            )
             if not changes and change_type == "updated":
                 return EventView(current, role)
-            reschedules = not current.draft().same_schedule(valid.draft)
+            reschedules = not current.draft().same_schedule(valid.draft) or (
+                overrides != current.overrides
+            )
             if reschedules and not lock_calendar:
                 raise _RescheduledMeanwhile
+            placement = _widened(placement, valid.schedule, overrides)
             if reschedules and not allow_conflicts:
-                checked = await Checked.of([valid], [placement], batch=False)
+                checked = await Checked.of(
+                    [valid], [placement], batch=False, overrides=[overrides_from_json(overrides)]
+                )
                 reader = uuid.UUID(caller.user_id)
                 await checked.refuse(
                     await write_repo.clash_candidates(
                         conn, owner, checked.checks, exclude=parsed, reader=reader
                     )
                 )
-            updated = _next_version(current, valid.draft)
+            updated = replace(_next_version(current, valid.draft), overrides=overrides)
             await write_repo.update_event(conn, updated, placement)
             messages = await self._record(conn, [(updated, change_type, changes)], caller)
             if once:
                 await once.record(conn, EventView(updated, role))
         await self._written(updated, holders, messages)
         return EventView(updated, role)
+
+    async def change_occurrence(
+        self,
+        caller: Caller,
+        event_id: str,
+        recurrence_id: str,
+        action: OccurrenceAction,
+        changes: dict[str, Any],
+        allow_conflicts: bool,
+        expected_version: int | None,
+    ) -> tuple[EventView, OccurrenceView]:
+        """Change one occurrence of a series (`changes` merged into its exception,
+        reinstating a cancelled one), cancel it, or restore it to the rule: a new
+        version of the series, none if nothing changes. Its new times, or its original
+        ones when it comes back, are checked against the owner's other events."""
+        seen = await self._reads.get(caller, event_id)
+        _series_occurrence(seen.event, recurrence_id)  # 422 / 404 before taking locks
+        parsed = seen.event.id
+        async with pipelined_transaction(self._writes) as conn:
+            await write_repo.lock_owner_calendar(conn, seen.event.owner_id)
+            current, role, holders = await self._lock_with_role(conn, parsed, caller)
+            if not role.may_edit:
+                raise PermissionDenied(ROLE_TOO_LOW)
+            _check_version(current, expected_version)
+            original_start = _series_occurrence(current, recurrence_id)
+            schedule = current.schedule()
+            overrides = overrides_from_json(current.overrides)
+            old = overrides.get(original_start)
+            new = _next_exception(action, old, changes, current, original_start, schedule)
+            if new == old:
+                return EventView(current, role), self._reads.occurrence_of(current, original_start)
+            if new is None:
+                del overrides[original_start]
+            else:
+                overrides[original_start] = new
+            stored = _checked_overrides(overrides_to_json(overrides), schedule)
+            if not allow_conflicts and _occupies_anew(old, new):
+                start, end = effective_times(new, original_start, schedule.duration)
+                await self._refuse_clashes(conn, current, start, end, caller)
+            updated = replace(
+                current, overrides=stored, version=current.version + 1, updated_at=utcnow()
+            )
+            placement = placement_of(updated, schedule)
+            await write_repo.update_event(conn, updated, placement)
+            key = recurrence_id_text(original_start)
+            record = exception_changes(
+                {key: old.to_json()} if old else {}, {key: new.to_json()} if new else {}
+            )
+            messages = await self._record(conn, [(updated, "updated", record)], caller)
+        await self._written(updated, holders, messages)
+        return EventView(updated, role), self._reads.occurrence_of(updated, original_start)
+
+    async def split(
+        self,
+        caller: Caller,
+        event_id: str,
+        split_at: str,
+        changes: dict[str, Any],
+        allow_conflicts: bool,
+        expected_version: int | None,
+    ) -> tuple[EventView, EventView]:
+        """ "This and following": the series ends before its occurrence `split_at`, and
+        a new series (same owner, a copy of the access list) goes on from there with
+        `changes` applied and the exceptions from there on, all in one transaction.
+        The series' history records the split; the new one's starts at version 1."""
+        seen = await self._reads.get(caller, event_id)
+        _split_point(seen.event, split_at)  # 422 before taking locks
+        async with pipelined_transaction(self._writes) as conn:
+            await write_repo.lock_owner_calendar(conn, seen.event.owner_id)
+            current, role, holders = await self._lock_with_role(conn, seen.event.id, caller)
+            if not role.may_edit:
+                raise PermissionDenied(ROLE_TOO_LOW)
+            _check_version(current, expected_version)
+            at = _split_point(current, split_at)
+            schedule = current.schedule()
+            old_rule, new_rule = split_rules(schedule, current.recurrence_rule or "", at)
+            overrides = overrides_from_json(current.overrides)
+            kept = overrides_to_json({rid: o for rid, o in overrides.items() if rid < at})
+            handed = {rid: o for rid, o in overrides.items() if rid >= at}
+            old_draft = replace(current.draft(), recurrence_rule=old_rule)
+            base = replace(
+                current.draft(),
+                start_time=at,
+                end_time=at + schedule.duration,
+                recurrence_rule=new_rule,
+            )
+            old_valid, old_placement = await _validated(old_draft)
+            new_valid, new_placement = await _validated(base.merged(changes))
+            if not base.same_schedule(new_valid.draft):
+                handed, _dropped = carried_overrides(
+                    make_schedule(at, at + schedule.duration, base.timezone, new_rule),
+                    new_valid.schedule,
+                    handed,
+                )
+            new_overrides = _checked_overrides(overrides_to_json(handed), new_valid.schedule)
+            new_placement = _widened(new_placement, new_valid.schedule, new_overrides)
+            old_placement = _widened(old_placement, old_valid.schedule, kept)
+            if not allow_conflicts:
+                checked = await Checked.of(
+                    [new_valid], [new_placement], batch=False, overrides=[handed]
+                )
+                candidates = await write_repo.clash_candidates(
+                    conn,
+                    current.owner_id,
+                    checked.checks,
+                    exclude=current.id,
+                    reader=uuid.UUID(caller.user_id),
+                )
+                await checked.refuse(candidates)
+            now = utcnow()
+            updated = replace(
+                _next_version(current, old_valid.draft), overrides=kept, updated_at=now
+            )
+            created = replace(
+                _new_event(current.owner_id, new_valid.draft, now), overrides=new_overrides
+            )
+            roles = await write_repo.access_roles(conn, current.id)
+            await write_repo.update_event(conn, updated, old_placement)
+            await write_repo.insert_split(conn, created, new_placement, current.id, len(roles))
+            messages = split_messages(
+                self._settings.namespace, current, updated, created, roles, caller
+            )
+            await outbox.enqueue_many(conn, outbox_table, messages)
+        self._publish(messages)
+        access = AccessList(len(roles), {str(user): held for user, held in roles})
+        await self._cache.put(updated.id, updated, retiring=holders)
+        await self._cache.put(created.id, created, access)
+        return EventView(updated, role), EventView(created, role)
+
+    @staticmethod
+    async def _refuse_clashes(
+        conn: psycopg.AsyncConnection,
+        series: StoredEvent,
+        start: datetime,
+        end: datetime,
+        caller: Caller,
+    ) -> None:
+        """Conflict if [start, end) overlaps another event of the series' owner."""
+        one = Schedule(start, end, ZoneInfo("UTC"))
+        valid = ValidEvent(series.draft(), one)
+        placement = write_repo.Placement(start, end, interval_footprint(start, end))
+        checked = await Checked.of([valid], [placement], batch=False)
+        candidates = await write_repo.clash_candidates(
+            conn,
+            series.owner_id,
+            checked.checks,
+            exclude=series.id,
+            reader=uuid.UUID(caller.user_id),
+        )
+        await checked.refuse(candidates)
 
     async def _record(
         self,
@@ -503,7 +700,7 @@ def _sort_out(
     group: list[Pending[_Create, EventView]],
     new: list[tuple[StoredEvent, write_repo.Placement]],
     checked: list[CheckedSchedule],
-    existing: list[list[tuple[str | None, Schedule]]],
+    existing: list[list[tuple[str | None, Excepted]]],
 ) -> tuple[dict[int, DomainError], list[int]]:
     """Which creates of a group clash (with the calendar or an earlier accepted create
     of the group) or cost too much to check, and which are accepted."""
@@ -511,7 +708,7 @@ def _sort_out(
     accepted: list[int] = []
     for index, pending in enumerate(group):
         if not pending.item.allow_conflicts:
-            earlier: list[tuple[str | None, Schedule]] = [
+            earlier: list[tuple[str | None, Schedule | Excepted]] = [
                 (str(new[a][0].id), checked[a].schedule)
                 for a in accepted
                 if may_overlap(checked[a], checked[index])
@@ -551,6 +748,123 @@ def _next_version(current: StoredEvent, draft: EventDraft) -> StoredEvent:
     )
 
 
+def _series_occurrence(event: StoredEvent, recurrence_id: str) -> datetime:
+    """The occurrence of a series a recurrence id names (see `reads.occurrence_id`)."""
+    if not event.is_recurring:
+        raise InvalidArgument.field(
+            "recurrence_id", "a one-off event has no exceptions: change the event itself"
+        )
+    return occurrence_id(event, recurrence_id)
+
+
+def _split_point(event: StoredEvent, split_at: str) -> datetime:
+    """The occurrence a "this and following" split starts at: one the series
+    generates, not its first; else InvalidArgument naming `from`."""
+    at = parse_recurrence_id(split_at)
+    if (
+        not event.is_recurring
+        or at is None
+        or at == event.start_time
+        or not is_generated(event.schedule(), at)
+    ):
+        raise InvalidArgument.field(
+            "from", "must be the recurrence_id of an occurrence of the series but its first"
+        )
+    return at
+
+
+def _next_exception(
+    action: OccurrenceAction,
+    old: Override | None,
+    changes: dict[str, Any],
+    series: StoredEvent,
+    original_start: datetime,
+    schedule: Schedule,
+) -> Override | None:
+    if action == "cancel":
+        return Override(cancelled=True)
+    if action == "restore":
+        if old is None:
+            raise NotFound("this occurrence has no exception to undo")
+        return None
+    values = SeriesValues(series.title, series.description, series.location)
+    new = merged_override(old, changes, values, original_start, schedule.duration)
+    start, end = effective_times(new, original_start, schedule.duration)
+    if end <= start:
+        raise InvalidArgument.field("end_time", "must be after start_time")
+    return new
+
+
+def _occupies_anew(old: Override | None, new: Override | None) -> bool:
+    """Whether the occurrence takes time it did not: it comes back from a
+    cancellation, or moves."""
+    if new is not None and new.cancelled:
+        return False
+    if old is not None and old.cancelled:
+        return True
+    old_times = (old.start_time, old.end_time) if old else (None, None)
+    new_times = (new.start_time, new.end_time) if new else (None, None)
+    return old_times != new_times
+
+
+def _carried(current: StoredEvent, valid: ValidEvent) -> dict[str, dict[str, Any]]:
+    """The event's exceptions after a change of its fields: kept while the schedule
+    stays; carried to the new schedule's occurrence on the same local date (dropped
+    if there is none or several) when it moves; none once it is no series."""
+    if not current.overrides or current.draft().same_schedule(valid.draft):
+        return current.overrides
+    if not valid.schedule.is_series:
+        return {}
+    moved, _dropped = carried_overrides(
+        current.schedule(), valid.schedule, overrides_from_json(current.overrides)
+    )
+    return overrides_to_json(moved)
+
+
+def _checked_overrides(
+    overrides: dict[str, dict[str, Any]], schedule: Schedule
+) -> dict[str, dict[str, Any]]:
+    if overrides and not schedule.is_series:
+        return {}
+    if len(overrides) > MAX_EXCEPTIONS:
+        raise InvalidArgument.field(
+            "overrides", f"a series may have at most {MAX_EXCEPTIONS} exceptions"
+        )
+    return overrides
+
+
+def placement_of(event: StoredEvent, schedule: Schedule) -> write_repo.Placement:
+    """Where a stored (valid) event's occurrences fall, exceptions included."""
+    placement = write_repo.Placement(
+        schedule.start, schedule.span_end(), week_footprint(schedule, SearchBudget())
+    )
+    return _widened(placement, schedule, event.overrides)
+
+
+def _widened(
+    placement: write_repo.Placement, schedule: Schedule, overrides: dict[str, dict[str, Any]]
+) -> write_repo.Placement:
+    """`placement` grown to hold the occurrences exceptions moved off the rule."""
+    moved = [
+        effective_times(override, original_start, schedule.duration)
+        for original_start, override in overrides_from_json(overrides).items()
+        if override.moves and not override.cancelled
+    ]
+    if not moved:
+        return placement
+    span_end = placement.span_end
+    if span_end is not None:
+        span_end = max(span_end, *(end for _, end in moved))
+    footprint = placement.footprint + [
+        part for start, end in moved for part in interval_footprint(start, end)
+    ]
+    return write_repo.Placement(
+        min(placement.span_start, *(start for start, _ in moved)),
+        span_end,
+        merge_ranges(footprint),
+    )
+
+
 def _with_placement(
     valid: ValidEvent, budget: SearchBudget, prefix: str = ""
 ) -> tuple[ValidEvent, write_repo.Placement]:
@@ -558,7 +872,7 @@ def _with_placement(
         footprint = week_footprint(valid.schedule, budget)
     except RuleError as too_costly:
         raise InvalidArgument.field(f"{prefix}recurrence_rule", str(too_costly)) from None
-    return valid, write_repo.Placement(valid.schedule.span_end(), footprint)
+    return valid, write_repo.Placement(valid.schedule.start, valid.schedule.span_end(), footprint)
 
 
 @dataclass(frozen=True, slots=True)

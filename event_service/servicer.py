@@ -46,6 +46,7 @@ def event_message(view: EventView) -> events_pb2.Event:
         version=event.version,
         created_at=to_timestamp(event.created_at),
         updated_at=to_timestamp(event.updated_at),
+        overrides_json=orjson.dumps(event.overrides).decode(),
     )
 
 
@@ -76,6 +77,7 @@ def event_json(views: list[EventView]) -> bytes:
                 "version": view.event.version,
                 "created_at": view.event.created_at,
                 "updated_at": view.event.updated_at,
+                "overrides": view.event.overrides,
             }
             for view in views
         ],
@@ -92,7 +94,12 @@ def occurrence_json(views: list[OccurrenceView]) -> bytes:
                 "title": view.title,
                 "start_time": view.start,
                 "end_time": view.end,
-                "recurrence_id": view.start,
+                "recurrence_id": view.recurrence_id,
+                "original_start_time": view.recurrence_id,
+                "status": "cancelled" if view.cancelled else "confirmed",
+                "is_override": view.is_override,
+                "description": view.description,
+                "location": view.location,
             }
             for view in views
         ],
@@ -104,14 +111,21 @@ def add_occurrences(items: Any, views: list[OccurrenceView]) -> None:
     """Append to a repeated Occurrence field in place: copying thousands of built
     messages into a response costs more than building them."""
     for view in views:
-        start = _timestamp_fields(view.start)
-        items.add(
-            event_id=view.event_id,
-            title=view.title,
-            start_time=start,
-            end_time=_timestamp_fields(view.end),
-            recurrence_id=start,
-        )
+        items.add(**_occurrence_fields(view))
+
+
+def _occurrence_fields(view: OccurrenceView) -> dict[str, Any]:
+    return {
+        "event_id": view.event_id,
+        "title": view.title,
+        "start_time": _timestamp_fields(view.start),
+        "end_time": _timestamp_fields(view.end),
+        "recurrence_id": _timestamp_fields(view.recurrence_id),
+        "description": view.description,
+        "location": view.location,
+        "cancelled": view.cancelled,
+        "is_override": view.is_override,
+    }
 
 
 def _timestamp_fields(value: datetime) -> dict[str, int]:
@@ -140,6 +154,25 @@ def changes_of(patch: events_pb2.EventPatch) -> dict[str, Any]:
         if patch.HasField(name):
             changes[name] = from_timestamp(getattr(patch, name))
     return changes
+
+
+def occurrence_changes_of(patch: events_pb2.OccurrencePatch) -> dict[str, Any]:
+    changes: dict[str, Any] = {
+        name: getattr(patch, name)
+        for name in ("title", "description", "location")
+        if patch.HasField(name)
+    }
+    for name in ("start_time", "end_time"):
+        if patch.HasField(name):
+            changes[name] = from_timestamp(getattr(patch, name))
+    return changes
+
+
+_OCCURRENCE_ACTIONS = {
+    events_pb2.ChangeOccurrenceRequest.ACTION_CHANGE: "change",
+    events_pb2.ChangeOccurrenceRequest.ACTION_CANCEL: "cancel",
+    events_pb2.ChangeOccurrenceRequest.ACTION_RESTORE: "restore",
+}
 
 
 def _time(message: Any, name: str):  # type: ignore[no-untyped-def]
@@ -235,6 +268,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             _time(request, "end"),
             request.q,
             _role_filter(request.role),
+            request.show_cancelled,
         )
         if request.json_items:
             return events_pb2.ExpandEventsResponse(items_json=occurrence_json(occurrences))
@@ -244,13 +278,45 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
 
     async def ListOccurrences(self, request, context):  # type: ignore[no-untyped-def]
         occurrences = await self._reader.occurrences(
-            current_caller(), request.event_id, _time(request, "start"), _time(request, "end")
+            current_caller(),
+            request.event_id,
+            _time(request, "start"),
+            _time(request, "end"),
+            request.show_cancelled,
         )
         if request.json_items:
             return events_pb2.ListOccurrencesResponse(items_json=occurrence_json(occurrences))
         response = events_pb2.ListOccurrencesResponse()
         add_occurrences(response.items, occurrences)
         return response
+
+    async def GetOccurrence(self, request, context):  # type: ignore[no-untyped-def]
+        view, occurrence = await self._reader.occurrence(
+            current_caller(), request.event_id, request.recurrence_id
+        )
+        return events_pb2.GetOccurrenceResponse(
+            occurrence=events_pb2.Occurrence(**_occurrence_fields(occurrence)),
+            version=view.event.version,
+        )
+
+    async def ChangeOccurrence(self, request, context):  # type: ignore[no-untyped-def]
+        caller = current_caller()
+        action = _OCCURRENCE_ACTIONS.get(request.action)
+        if action is None:
+            raise InvalidArgument.field("action", "must be change, cancel or restore")
+        view, occurrence = await self._service.change_occurrence(
+            caller,
+            request.event_id,
+            request.recurrence_id,
+            action,  # type: ignore[arg-type]
+            occurrence_changes_of(request.patch),
+            request.allow_conflicts,
+            _expected_version(request),
+        )
+        return events_pb2.GetOccurrenceResponse(
+            occurrence=events_pb2.Occurrence(**_occurrence_fields(occurrence)),
+            version=view.event.version,
+        )
 
     async def ReplaceEvent(self, request, context):  # type: ignore[no-untyped-def]
         view = await self._service.replace(
@@ -261,6 +327,19 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             _expected_version(request),
         )
         return event_message(view)
+
+    async def SplitSeries(self, request, context):  # type: ignore[no-untyped-def]
+        updated, created = await self._service.split(
+            current_caller(),
+            request.id,
+            request.split_at,
+            changes_of(request.patch),
+            request.allow_conflicts,
+            _expected_version(request),
+        )
+        return events_pb2.SplitSeriesResponse(
+            updated=event_message(updated), created=event_message(created)
+        )
 
     async def UpdateEvent(self, request, context):  # type: ignore[no-untyped-def]
         view = await self._service.update(
@@ -283,6 +362,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             caller,
             request.id,
             draft_of(request.event),
+            orjson.loads(request.overrides_json or "{}"),
             request.allow_conflicts,
             _expected_version(request),
             self._keys.of_call(caller.user_id, _serialized_event),

@@ -65,9 +65,11 @@ async def lock_live_event(
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where an event's occurrences can fall, stored beside it for conflict checks:
-    its span starts at its start; `span_end` None is endless."""
+    """Where an event's occurrences can fall, stored beside it for conflict checks and
+    windowed reads: from `span_start` (its start, or earlier for an occurrence moved
+    before it) to `span_end` (None: endless), in the minutes of the week of `footprint`."""
 
+    span_start: datetime
     span_end: datetime | None
     footprint: list[tuple[int, int]]  # minute-of-week ranges, see domain.recurrence
 
@@ -85,7 +87,7 @@ _CLASHES = f"""
         SELECT * FROM json_to_recordset(%(checks)s::json)
             AS checked(item int, low timestamptz, high timestamptz, footprint int4multirange)
     ), candidate AS MATERIALIZED (
-        SELECT id, start_time, end_time, timezone, recurrence_rule, span, footprint
+        SELECT id, start_time, end_time, timezone, recurrence_rule, overrides, span, footprint
         FROM {SCHEMA}.events
         WHERE owner_id = %(owner)s AND deleted_at IS NULL
           AND id IS DISTINCT FROM %(exclude)s::uuid
@@ -93,6 +95,7 @@ _CLASHES = f"""
           AND footprint && (SELECT range_agg(footprint) FROM checked)
     ), clash AS (
         SELECT checked.item, c.id, c.start_time, c.end_time, c.timezone, c.recurrence_rule,
+            c.overrides,
             EXISTS (SELECT FROM {SCHEMA}.event_access AS a
                     WHERE a.event_id = c.id AND a.user_id = %(reader)s) AS visible
         FROM checked JOIN candidate AS c
@@ -101,9 +104,11 @@ _CLASHES = f"""
     )
 """
 
-# (item, id, start_time, end_time, timezone, recurrence_rule, whether the one making the
-# change has a role on the event: if not, a conflict answer does not name it)
-Candidate = tuple[int, uuid.UUID, datetime, datetime, str, str | None, bool]
+# (item, id, start_time, end_time, timezone, recurrence_rule, overrides, whether the one
+# making the change has a role on the event: if not, a conflict answer does not name it)
+Candidate = tuple[
+    int, uuid.UUID, datetime, datetime, str, str | None, dict[str, dict[str, Any]], bool
+]
 
 
 def _check_params(
@@ -210,7 +215,8 @@ def _editable(event: StoredEvent, prefix: str = "") -> dict[str, Any]:
 _UPDATE_EVENT = f"""
     UPDATE {SCHEMA}.events
     SET {", ".join(f"{name} = %({name})s" for name in EDITABLE_FIELDS)},
-        span = tstzrange(%(start_time)s, %(span_end)s),
+        overrides = %(overrides)s::jsonb,
+        span = tstzrange(%(span_start)s, %(span_end)s),
         footprint = %(footprint)s::int4multirange,
         version = %(version)s, updated_at = %(updated_at)s
     WHERE id = %(id)s
@@ -220,11 +226,13 @@ _UPDATE_EVENT = f"""
 async def update_event(
     conn: psycopg.AsyncConnection, event: StoredEvent, placement: Placement
 ) -> None:
-    """Store the event's editable fields, version and update time."""
+    """Store the event's editable fields, exceptions, version and update time."""
     await conn.execute(
         _UPDATE_EVENT,
         {
             **_editable(event),
+            "overrides": _json(event.overrides),
+            "span_start": placement.span_start,
             "span_end": placement.span_end,
             "footprint": _multirange_literal(placement.footprint),
             "version": event.version,
@@ -315,4 +323,64 @@ async def delete_event(conn: psycopg.AsyncConnection, event: StoredEvent) -> Non
     """Leave the event as a tombstone at its (new) version, deleted at `updated_at`."""
     await conn.execute(
         _DELETE_EVENT, {"version": event.version, "at": event.updated_at, "id": event.id}
+    )
+
+
+_ACCESS_ROWS = f"""
+    SELECT user_id, role FROM {SCHEMA}.event_access WHERE event_id = %s ORDER BY granted_at, user_id
+"""
+
+
+async def access_roles(
+    conn: psycopg.AsyncConnection, event_id: uuid.UUID
+) -> list[tuple[uuid.UUID, Role]]:
+    """Who holds which role on the event, oldest grant first."""
+    cursor = await conn.execute(_ACCESS_ROWS, (event_id,))
+    return [(user_id, Role(role)) for user_id, role in await cursor.fetchall()]
+
+
+# A series split off another: the new event and a copy of the other's access rows.
+_INSERT_SPLIT = f"""
+    WITH new_event AS (
+        INSERT INTO {SCHEMA}.events (id, owner_id, title, description, location,
+            start_time, end_time, timezone, is_recurring, recurrence_rule, overrides, span,
+            footprint, version, created_at, updated_at, access_version)
+        VALUES (%(id)s, %(owner_id)s, %(title)s, %(description)s, %(location)s,
+            %(start_time)s, %(end_time)s, %(timezone)s, %(is_recurring)s, %(recurrence_rule)s,
+            %(overrides)s::jsonb, tstzrange(%(span_start)s, %(span_end)s),
+            %(footprint)s::int4multirange, %(version)s, %(created_at)s, %(created_at)s,
+            %(access_version)s)
+        RETURNING id
+    )
+    INSERT INTO {SCHEMA}.event_access (event_id, user_id, role, username, granted_by,
+        granted_at, event_created_at)
+    SELECT new_event.id, a.user_id, a.role, a.username, a.granted_by, a.granted_at,
+        %(created_at)s
+    FROM new_event, {SCHEMA}.event_access AS a WHERE a.event_id = %(split_from)s
+"""
+
+
+async def insert_split(
+    conn: psycopg.AsyncConnection,
+    event: StoredEvent,
+    placement: Placement,
+    split_from: uuid.UUID,
+    access_version: int,
+) -> None:
+    """Insert `event`, split off `split_from`, with a copy of that event's access rows."""
+    await conn.execute(
+        _INSERT_SPLIT,
+        {
+            **_editable(event),
+            "id": event.id,
+            "owner_id": event.owner_id,
+            "overrides": _json(event.overrides),
+            "span_start": placement.span_start,
+            "span_end": placement.span_end,
+            "footprint": _multirange_literal(placement.footprint),
+            "version": event.version,
+            "created_at": event.created_at,
+            "access_version": access_version,
+            "split_from": split_from,
+        },
     )

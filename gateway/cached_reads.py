@@ -114,6 +114,7 @@ class CachedEvents:
                 "role": role.value,
                 "version": stored["version"],
                 **{name: datetime.fromisoformat(stored[name]) for name in _TIMES[2:]},
+                "overrides": stored["overrides"],
             }
         except (KeyError, TypeError, ValueError):
             return None

@@ -35,6 +35,9 @@ class Snapshot(BaseModel):
     version: int
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    # A series' exceptions by recurrence id (absent from notifications made before
+    # series had exceptions).
+    overrides: dict[str, dict[str, Any]] = {}
 
 
 class FieldChange(BaseModel):

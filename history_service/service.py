@@ -83,7 +83,8 @@ class HistoryService:
     async def diff(
         self, caller: Caller, event_id: str, from_version: int, to_version: int
     ) -> VersionDiff:
-        """The editable fields whose values differ between two versions (either order)."""
+        """The editable fields, and the exceptions (`overrides.<recurrence id>`), whose
+        values differ between two versions (either order)."""
         _check_version("version_id1", from_version)
         _check_version("version_id2", to_version)
         access = await self._access(caller, event_id)
@@ -96,6 +97,13 @@ class HistoryService:
             for field in EDITABLE_FIELDS
             if getattr(old_fields, field) != getattr(new_fields, field)
         }
+        old_exceptions, new_exceptions = old_fields.overrides, new_fields.overrides
+        for key in sorted(old_exceptions.keys() | new_exceptions.keys()):
+            if old_exceptions.get(key) != new_exceptions.get(key):
+                changes[f"overrides.{key}"] = {
+                    "old": old_exceptions.get(key),
+                    "new": new_exceptions.get(key),
+                }
         return VersionDiff(str(access.event_id), from_version, to_version, changes)
 
     async def rollback(
@@ -121,6 +129,7 @@ class HistoryService:
         request = events_pb2.RollbackEventRequest(
             id=str(access.event_id),
             event=event_input(snapshot),
+            overrides_json=orjson.dumps(snapshot.overrides).decode(),
             rolled_back_to=version,
             allow_conflicts=allow_conflicts,
             expected_version=expected_version,

@@ -58,6 +58,7 @@ def event_message(row: StoredVersion) -> events_pb2.Event:
         version=row.version,
         created_at=to_timestamp(snapshot.created_at),
         updated_at=to_timestamp(snapshot.updated_at),
+        overrides_json=orjson.dumps(snapshot.overrides).decode(),
     )
 
 

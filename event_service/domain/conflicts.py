@@ -2,16 +2,27 @@
 
 Intervals are half-open, so an event ending when another starts does not clash.
 A series is checked over its whole span, or over its first five years if longer.
+A series with exceptions is checked at its occurrences' effective times: a cancelled
+occurrence blocks nothing, a moved one only where it now is.
 """
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from common import deadlines
 from common.errors import InvalidArgument
 from common.timeutil import rfc3339
+from event_service.domain.exceptions import (
+    ExceptionIndex,
+    Instance,
+    Override,
+    exception_index,
+    instances,
+    recurrence_id_text,
+)
 from event_service.domain.recurrence import Occurrence, Schedule
 
 CHECK_HORIZON = timedelta(days=5 * 365 + 1)
@@ -53,6 +64,8 @@ class Clash:
     event_id: str | None
     occurrence: Occurrence
     batch_index: int | None = None
+    # The clashing occurrence's original start, when the existing event is a series.
+    recurrence_id: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {}
@@ -60,53 +73,117 @@ class Clash:
             entry["event_id"] = self.event_id
         entry["start_time"] = rfc3339(self.occurrence.start)
         entry["end_time"] = rfc3339(self.occurrence.end)
+        if self.recurrence_id is not None:
+            entry["recurrence_id"] = recurrence_id_text(self.recurrence_id)
         if self.batch_index is not None:
             entry["index"] = self.batch_index
         return entry
 
 
-class CheckedSchedule:
-    """A schedule's occurrences within its check window, ready to test against others."""
+class Excepted(NamedTuple):
+    """An existing event with its exceptions (maybe none), for `find_clashes`: its
+    clashes are at effective times, and a series' carry their recurrence ids."""
 
-    def __init__(self, schedule: Schedule, budget: ComparisonBudget | None = None) -> None:
+    schedule: Schedule
+    overrides: Mapping[datetime, Override] | ExceptionIndex
+
+
+class CheckedSchedule:
+    """A schedule's occurrences within its check window, ready to test against others;
+    at their effective times if `overrides` are given."""
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        budget: ComparisonBudget | None = None,
+        overrides: Mapping[datetime, Override] | ExceptionIndex | None = None,
+    ) -> None:
         self.schedule = schedule
+        self.overrides = exception_index(schedule, overrides) if overrides else None
         self._budget = budget or ComparisonBudget()
         span_end = schedule.span_end()
-        self.span_end = span_end
         self.window_start = schedule.start
         self.window_end = schedule.start + CHECK_HORIZON
         if span_end is not None:
             self.window_end = min(self.window_end, span_end)
-        self.occurrences = schedule.occurrences(
-            self.window_start, self.window_end, limit=MAX_CHECKED_OCCURRENCES
-        )
-        self._budget.spend(len(self.occurrences))
-        if len(self.occurrences) >= MAX_CHECKED_OCCURRENCES:
-            self.window_end = self.occurrences[-1].end
-        self._starts = [o.start for o in self.occurrences]
-        self._duration = schedule.duration
+        if self.overrides is not None:
+            # Occurrences checked are also checked where they were moved to.
+            moved = [i for i in self.overrides.moved if i.recurrence_id < self.window_end]
+            self.window_start = min([self.window_start, *(i.start for i in moved)])
+            self.window_end = max([self.window_end, *(i.end for i in moved)])
+            if span_end is not None:
+                span_end = max([span_end, *(i.end for i in self.overrides.moved)])
+        self.span_end = span_end
+        found = self._effective(schedule, self.overrides, MAX_CHECKED_OCCURRENCES)
+        self._budget.spend(len(found))
+        if len(found) >= MAX_CHECKED_OCCURRENCES:
+            self.window_end = found[-1].end
+        self.occurrences = [Occurrence(o.start, o.end) for o in found]
+        self._starts = [o.start for o in found]
+        self._ends = [o.end for o in found]
+        if self.overrides is None:
+            self._one_duration, self._longest = True, schedule.duration
+        else:
+            durations = {o.end - o.start for o in found}
+            self._one_duration = len(durations) <= 1
+            self._longest = max(durations, default=timedelta(0))
 
-    def overlaps(self, occurrence: Occurrence) -> bool:
-        """Whether any checked occurrence overlaps `occurrence` (all share one duration)."""
-        low = bisect_right(self._starts, occurrence.start - self._duration)
-        return low < bisect_left(self._starts, occurrence.end)
+    def overlaps(self, occurrence: Occurrence | Instance) -> bool:
+        """Whether any checked occurrence overlaps `occurrence`."""
+        low = bisect_right(self._starts, occurrence.start - self._longest)
+        high = bisect_left(self._starts, occurrence.end)
+        if self._one_duration:
+            return low < high
+        return any(self._ends[i] > occurrence.start for i in range(low, high))
 
-    def clashes_with(self, other: Schedule) -> list[Occurrence]:
+    def clashing(
+        self, other: Schedule, overrides: Mapping[datetime, Override] | ExceptionIndex | None = None
+    ) -> list[Instance]:
+        """`other`'s effective occurrences that overlap this schedule's checked ones."""
+        found = instances(other, overrides or {}, self.window_start, self.window_end)
+        self._budget.spend(len(found))
+        return [instance for instance in found if self.overlaps(instance)]
+
+    def clashes_with(
+        self, other: Schedule, overrides: Mapping[datetime, Override] | ExceptionIndex | None = None
+    ) -> list[Occurrence]:
         """`other`'s occurrences that overlap this schedule's checked occurrences."""
-        occurrences = other.occurrences(self.window_start, self.window_end)
-        self._budget.spend(len(occurrences))
-        return [occurrence for occurrence in occurrences if self.overlaps(occurrence)]
+        if overrides:
+            return [Occurrence(i.start, i.end) for i in self.clashing(other, overrides)]
+        found = other.occurrences(self.window_start, self.window_end)
+        self._budget.spend(len(found))
+        return [occurrence for occurrence in found if self.overlaps(occurrence)]
+
+    def _effective(
+        self,
+        schedule: Schedule,
+        overrides: ExceptionIndex | None,
+        limit: int | None = None,
+    ) -> list[Occurrence] | list[Instance]:
+        if overrides is None:
+            return schedule.occurrences(self.window_start, self.window_end, limit)
+        return instances(schedule, overrides, self.window_start, self.window_end, limit=limit)
 
 
 def find_clashes(
-    checked: CheckedSchedule, existing: list[tuple[str | None, Schedule]]
+    checked: CheckedSchedule, existing: Sequence[tuple[str | None, Schedule | Excepted]]
 ) -> list[Clash]:
-    """Clashes with the given existing events, earliest first, at most MAX_REPORTED_CONFLICTS."""
-    clashes = [
-        Clash(event_id, occurrence)
-        for event_id, schedule in existing
-        for occurrence in checked.clashes_with(schedule)
-    ]
+    """Clashes with the given existing events, earliest first, at most MAX_REPORTED_CONFLICTS.
+    Those of an `Excepted` series carry their recurrence ids."""
+    clashes = []
+    for event_id, target in existing:
+        if isinstance(target, Excepted):
+            series = target.schedule.is_series
+            clashes += [
+                Clash(
+                    event_id,
+                    Occurrence(instance.start, instance.end),
+                    recurrence_id=instance.recurrence_id if series else None,
+                )
+                for instance in checked.clashing(target.schedule, target.overrides)
+            ]
+        else:
+            clashes += [Clash(event_id, o) for o in checked.clashes_with(target)]
     clashes.sort(key=lambda clash: (clash.occurrence.start, clash.event_id or ""))
     return clashes[:MAX_REPORTED_CONFLICTS]
 
@@ -118,7 +195,10 @@ def clashes_with_earlier_items(checked: list[CheckedSchedule], index: int) -> li
     for earlier_index, earlier in enumerate(checked[:index]):
         if not may_overlap(earlier, later):
             continue
-        clashes += [Clash(None, o, earlier_index) for o in later.clashes_with(earlier.schedule)]
+        clashes += [
+            Clash(None, o, earlier_index)
+            for o in later.clashes_with(earlier.schedule, earlier.overrides)
+        ]
     clashes.sort(key=lambda clash: clash.occurrence.start)
     return clashes[:MAX_REPORTED_CONFLICTS]
 

@@ -721,6 +721,11 @@ def week_footprint(schedule: Schedule, budget: SearchBudget | None = None) -> li
     return merge_ranges(ranges)
 
 
+def interval_footprint(start: datetime, end: datetime) -> list[tuple[int, int]]:
+    """Minute-of-week ranges covering one interval (an occurrence moved off the rule)."""
+    return _wrapped(_minute_of_week(start), math.ceil((end - start).total_seconds() / 60) + 1)
+
+
 def _minute_of_week(instant: datetime) -> int:
     instant = instant.astimezone(UTC)
     return instant.weekday() * 24 * 60 + instant.hour * 60 + instant.minute

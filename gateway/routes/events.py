@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from common.errors import InvalidArgument
@@ -21,7 +21,7 @@ from gateway.etags import (
     not_modified,
 )
 from gateway.openapi import problem_responses
-from gateway.responses import items_json_response, items_response
+from gateway.responses import JSONResponse, items_json_response, items_response
 from gateway.schemas.events import (
     ROLE_VALUES,
     BatchIn,
@@ -30,9 +30,12 @@ from gateway.schemas.events import (
     EventPage,
     EventPatchIn,
     EventWriteIn,
+    Occurrence,
     OccurrenceList,
     OccurrencePage,
+    OccurrencePatchIn,
     RoleName,
+    SplitOut,
     Timestamp,
 )
 from gateway.schemas.text import NoNul
@@ -44,6 +47,18 @@ WindowStart = Annotated[
 ]
 WindowEnd = Annotated[
     Timestamp | None, Query(description="Only occurrences starting before this instant")
+]
+ShowCancelled = Annotated[
+    bool,
+    Query(description="List cancelled occurrences too (at their original time, series values)"),
+]
+RecurrenceId = Annotated[
+    str,
+    Path(
+        max_length=64,
+        description="The occurrence's original start, e.g. 2026-03-02T09:00:00Z "
+        "(an offset instead of Z is taken too, URL-encoded)",
+    ),
 ]
 
 
@@ -95,6 +110,7 @@ async def list_events(
         bool,
         Query(description="Return every occurrence in [start, end) (both required, ≤ 1 year)"),
     ] = False,
+    show_cancelled: ShowCancelled = False,
 ) -> Response:
     """Events the caller owns or was shared, newest first, or with `expand=true` their
     occurrences in a window, by start time."""
@@ -102,7 +118,7 @@ async def list_events(
     cached = await gateway.cached_events.page(user, query)
     if cached is not None and cached.body is not None:
         return Response(cached.body, media_type="application/json")
-    response = await _listing(gateway, start, end, q, role, limit, cursor, expand)
+    response = await _listing(gateway, start, end, q, role, limit, cursor, expand, show_cancelled)
     if cached is not None:
         await gateway.cached_events.store_page(user, cached, query, bytes(response.body))
     return response
@@ -117,6 +133,7 @@ async def _listing(
     limit: int,
     cursor: str | None,
     expand: bool,
+    show_cancelled: bool,
 ) -> Response:
     role_value = ROLE_VALUES[role] if role else 0
     if expand:
@@ -127,6 +144,7 @@ async def _listing(
                 q=q or "",
                 role=role_value,  # type: ignore[arg-type]
                 json_items=True,
+                show_cancelled=show_cancelled,
             )
         )
         return items_json_response(expanded.items_json)
@@ -235,10 +253,15 @@ async def replace_event(
 
 @router.patch(
     "/{event_id}",
-    response_model=Event,
+    response_model=Event | SplitOut,
     responses={
         **problem_responses(401, 403, 404, 409, 412, 422, 429),
         **documented_headers(200, "The changed event"),
+        201: {
+            "description": "`scope=this_and_following`: the series split, and the new one",
+            "model": SplitOut,
+            "headers": {"Location": {"description": "The new series' URL"}},
+        },
     },
 )
 async def update_event(
@@ -247,16 +270,64 @@ async def update_event(
     user: CurrentUser,
     gateway: Services,
     if_match: IfMatch = None,
+    scope: Annotated[
+        str,
+        Query(
+            description="`all` (the default): the whole series; `this_and_following`: "
+            "split the series at `from` and change the new part only"
+        ),
+    ] = "all",
+    split_from: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            max_length=64,
+            description="With `scope=this_and_following`: the recurrence_id of the "
+            "occurrence the new series starts at (not the first)",
+        ),
+    ] = None,
 ) -> Response:
     """Change the fields present (editors and owners); the result must be valid as a
-    whole, e.g. setting `is_recurring` needs a `recurrence_rule`."""
+    whole, e.g. setting `is_recurring` needs a `recurrence_rule`. Exceptions stay;
+    moving the series moves them to its occurrence on the same local date."""
     if null_fields := body.null_fields():
         raise InvalidArgument([{"field": f, "message": "may not be null"} for f in null_fields])
+    if scope == "this_and_following":
+        return await _split(event_id, body, split_from, gateway, if_match)
+    if scope != "all":
+        raise InvalidArgument.field("scope", "must be all or this_and_following")
     request = events_pb2.UpdateEventRequest(
         id=event_id, patch=body.to_proto(), allow_conflicts=body.allow_conflicts
     )
     await apply_if_match(request, if_match, event_id, gateway)
     return event_response(await gateway.events.UpdateEvent(request))
+
+
+async def _split(
+    event_id: str,
+    body: EventPatchIn,
+    split_from: str | None,
+    gateway: Gateway,
+    if_match: str | None,
+) -> Response:
+    if not split_from:
+        raise InvalidArgument.field("from", "is required with scope=this_and_following")
+    request = events_pb2.SplitSeriesRequest(
+        id=event_id,
+        split_at=split_from,
+        patch=body.to_proto(),
+        allow_conflicts=body.allow_conflicts,
+    )
+    await apply_if_match(request, if_match, event_id, gateway)
+    answer = await gateway.events.SplitSeries(request)
+    return JSONResponse(
+        {
+            "updated": Event.fields_from_proto(answer.updated),
+            "created": Event.fields_from_proto(answer.created),
+        },
+        status_code=201,
+        headers={"Location": f"/api/events/{answer.created.id}"},
+    )
 
 
 @router.delete(
@@ -285,11 +356,146 @@ async def list_occurrences(
     gateway: Services,
     start: Annotated[Timestamp, Query(description="Window start (inclusive)")],
     end: Annotated[Timestamp, Query(description="Window end (exclusive), ≤ 1 year later")],
+    show_cancelled: ShowCancelled = False,
 ) -> Response:
-    """The event's occurrences overlapping [start, end), expanded in its time zone."""
+    """The event's occurrences overlapping [start, end), expanded in its time zone,
+    exceptions applied: by effective start (ties by `recurrence_id`)."""
     response = await gateway.events.ListOccurrences(
         events_pb2.ListOccurrencesRequest(
-            event_id=event_id, start=to_timestamp(start), end=to_timestamp(end), json_items=True
+            event_id=event_id,
+            start=to_timestamp(start),
+            end=to_timestamp(end),
+            json_items=True,
+            show_cancelled=show_cancelled,
         )
     )
     return items_json_response(response.items_json)
+
+
+@router.get(
+    "/{event_id}/occurrences/{recurrence_id}",
+    response_model=Occurrence,
+    responses={
+        **problem_responses(401, 404, 422, 429),
+        **documented_headers(200, "The occurrence"),
+    },
+)
+async def get_occurrence(
+    event_id: str, recurrence_id: RecurrenceId, user: CurrentUser, gateway: Services
+) -> Response:
+    """One occurrence, cancelled or not; `ETag` is the series' version."""
+    answer = await gateway.events.GetOccurrence(
+        events_pb2.GetOccurrenceRequest(event_id=event_id, recurrence_id=recurrence_id)
+    )
+    return JSONResponse(
+        Occurrence.fields_from_proto(answer.occurrence), headers={"ETag": etag(answer.version)}
+    )
+
+
+@router.patch(
+    "/{event_id}/occurrences/{recurrence_id}",
+    response_model=Occurrence,
+    responses={
+        **problem_responses(401, 403, 404, 409, 412, 422, 429),
+        **documented_headers(200, "The changed occurrence"),
+    },
+)
+async def update_occurrence(
+    event_id: str,
+    recurrence_id: RecurrenceId,
+    body: OccurrencePatchIn,
+    user: CurrentUser,
+    gateway: Services,
+    if_match: IfMatch = None,
+) -> Response:
+    """Change one occurrence of a series (editors and owners): merged into its
+    exception, reinstating it if it was cancelled; a new version of the series.
+    `If-Match` and `ETag` are the series'."""
+    if null_fields := body.null_fields():
+        raise InvalidArgument([{"field": f, "message": "may not be null"} for f in null_fields])
+    return await _change_occurrence(
+        gateway,
+        if_match,
+        events_pb2.ChangeOccurrenceRequest(
+            event_id=event_id,
+            recurrence_id=recurrence_id,
+            action=events_pb2.ChangeOccurrenceRequest.ACTION_CHANGE,
+            patch=body.to_proto(),
+            allow_conflicts=body.allow_conflicts,
+        ),
+        with_body=True,
+    )
+
+
+@router.delete(
+    "/{event_id}/occurrences/{recurrence_id}",
+    status_code=204,
+    responses={
+        **problem_responses(401, 403, 404, 412, 422, 429),
+        **documented_headers(204, "Cancelled"),
+    },
+)
+async def cancel_occurrence(
+    event_id: str,
+    recurrence_id: RecurrenceId,
+    user: CurrentUser,
+    gateway: Services,
+    if_match: IfMatch = None,
+) -> Response:
+    """Cancel one occurrence of a series (RFC 5545 EXDATE; editors and owners); it
+    drops the occurrence's changed values. Undo with `DELETE .../override`."""
+    return await _change_occurrence(
+        gateway,
+        if_match,
+        events_pb2.ChangeOccurrenceRequest(
+            event_id=event_id,
+            recurrence_id=recurrence_id,
+            action=events_pb2.ChangeOccurrenceRequest.ACTION_CANCEL,
+        ),
+    )
+
+
+@router.delete(
+    "/{event_id}/occurrences/{recurrence_id}/override",
+    status_code=204,
+    responses={
+        **problem_responses(401, 403, 404, 409, 412, 422, 429),
+        **documented_headers(204, "Back to the rule"),
+    },
+)
+async def restore_occurrence(
+    event_id: str,
+    recurrence_id: RecurrenceId,
+    user: CurrentUser,
+    gateway: Services,
+    if_match: IfMatch = None,
+    allow_conflicts: Annotated[
+        bool, Query(description="Restore even if it then overlaps the owner's other events")
+    ] = False,
+) -> Response:
+    """Drop one occurrence's exception (a change or a cancellation): it happens as the
+    rule says again. 404 if it has none."""
+    return await _change_occurrence(
+        gateway,
+        if_match,
+        events_pb2.ChangeOccurrenceRequest(
+            event_id=event_id,
+            recurrence_id=recurrence_id,
+            action=events_pb2.ChangeOccurrenceRequest.ACTION_RESTORE,
+            allow_conflicts=allow_conflicts,
+        ),
+    )
+
+
+async def _change_occurrence(
+    gateway: Gateway,
+    if_match: str | None,
+    request: events_pb2.ChangeOccurrenceRequest,
+    with_body: bool = False,
+) -> Response:
+    await apply_if_match(request, if_match, request.event_id, gateway)
+    answer = await gateway.events.ChangeOccurrence(request)
+    headers = {"ETag": etag(answer.version)}
+    if not with_body:
+        return Response(status_code=204, headers=headers)
+    return JSONResponse(Occurrence.fields_from_proto(answer.occurrence), headers=headers)

@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -107,6 +108,38 @@ class EventWriteIn(EventIn):
     allow_conflicts: bool = False
 
 
+class OccurrencePatchIn(BaseModel):
+    """PATCH body of one occurrence: only the fields present change; the result must
+    end after it starts. `null` clears description and location."""
+
+    title: Title | None = None
+    description: Description | None = None
+    location: Location | None = None
+    start_time: Timestamp | None = None
+    end_time: Timestamp | None = None
+    allow_conflicts: bool = False
+
+    def null_fields(self) -> list[str]:
+        return [
+            name
+            for name in ("title", "start_time", "end_time")
+            if name in self.model_fields_set and getattr(self, name) is None
+        ]
+
+    def to_proto(self) -> events_pb2.OccurrencePatch:
+        present = self.model_fields_set
+        patch = events_pb2.OccurrencePatch()
+        if self.title is not None:
+            patch.title = self.title
+        for name in ("description", "location"):
+            if name in present:
+                setattr(patch, name, getattr(self, name) or "")
+        for name in ("start_time", "end_time"):
+            if getattr(self, name) is not None:
+                getattr(patch, name).CopyFrom(to_timestamp(getattr(self, name)))
+        return patch
+
+
 class EventPatchIn(BaseModel):
     """PATCH body: only the fields present change. `null` clears description,
     location and recurrence_rule and resets timezone to UTC."""
@@ -167,6 +200,10 @@ class Event(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+    overrides: dict[str, dict[str, Any]] = Field(
+        description="A series' exceptions (read-only), by recurrence id: the fields that "
+        'differ from the series there, or {"status": "cancelled"}; {} if none'
+    )
 
     @field_serializer("start_time", "end_time", "created_at", "updated_at")
     def _utc(self, value: datetime) -> str:
@@ -192,6 +229,7 @@ class Event(BaseModel):
             "version": event.version,
             "created_at": from_timestamp(event.created_at),
             "updated_at": from_timestamp(event.updated_at),
+            "overrides": orjson.loads(event.overrides_json or "{}"),
         }
 
     @classmethod
@@ -200,26 +238,51 @@ class Event(BaseModel):
 
 
 class Occurrence(BaseModel):
+    """An occurrence as it happens: an exception's values over the series'."""
+
     event_id: str
     title: str
     start_time: datetime
     end_time: datetime
-    recurrence_id: datetime = Field(description="The occurrence's original start (UTC)")
+    recurrence_id: datetime = Field(
+        description="The occurrence's original start as the rule generates it (UTC): "
+        "its stable id (RFC 5545 RECURRENCE-ID)"
+    )
+    original_start_time: datetime = Field(description="The same as `recurrence_id`")
+    status: Literal["confirmed", "cancelled"] = Field(
+        description="`cancelled` only with `show_cancelled=true`, at the original time"
+    )
+    is_override: bool = Field(description="Whether an exception changes its values or times")
+    description: str
+    location: str
 
-    @field_serializer("start_time", "end_time", "recurrence_id")
+    @field_serializer("start_time", "end_time", "recurrence_id", "original_start_time")
     def _utc(self, value: datetime) -> str:
         return rfc3339(value)
 
     @classmethod
     def fields_from_proto(cls, occurrence: events_pb2.Occurrence) -> dict[str, Any]:
         """Plain values in field order, like `Event.fields_from_proto`."""
+        recurrence_id = from_timestamp(occurrence.recurrence_id)
         return {
             "event_id": occurrence.event_id,
             "title": occurrence.title,
             "start_time": from_timestamp(occurrence.start_time),
             "end_time": from_timestamp(occurrence.end_time),
-            "recurrence_id": from_timestamp(occurrence.recurrence_id),
+            "recurrence_id": recurrence_id,
+            "original_start_time": recurrence_id,
+            "status": "cancelled" if occurrence.cancelled else "confirmed",
+            "is_override": occurrence.is_override,
+            "description": occurrence.description,
+            "location": occurrence.location,
         }
+
+
+class SplitOut(BaseModel):
+    """`PATCH /api/events/{id}?scope=this_and_following`: both series."""
+
+    updated: Event = Field(description="The series split, now ending before `from`")
+    created: Event = Field(description="The new series, from `from` on")
 
 
 class EventList(BaseModel):

@@ -77,6 +77,7 @@ def test_create_answers_201_with_location_and_etag(api: httpx.Client, owner: Use
         "version": 1,
         "created_at": event["created_at"],
         "updated_at": event["updated_at"],
+        "overrides": {},
     }
     assert event["created_at"].endswith("Z")
 
@@ -383,6 +384,11 @@ def test_weekly_new_york_meeting_stays_at_nine_across_dst(api: httpx.Client, own
             "start_time": start,
             "end_time": end,
             "recurrence_id": start,
+            "original_start_time": start,
+            "status": "confirmed",
+            "is_override": False,
+            "description": "",
+            "location": "",
         }
         for start, end in [
             ("2026-03-02T14:00:00Z", "2026-03-02T15:00:00Z"),
@@ -519,6 +525,7 @@ def test_series_conflicts_by_each_occurrence(
             "event_id": weekly["id"],
             "start_time": "2027-02-01T09:00:00Z",
             "end_time": "2027-02-01T10:00:00Z",
+            "recurrence_id": "2027-02-01T09:00:00Z",  # a series' entry names the occurrence
         }
     ]
     assert (

@@ -215,6 +215,7 @@ def test_every_change_is_published_once_with_its_version(
     assert set(created["snapshot"]) == {
         "id", "title", "description", "location", "start_time", "end_time", "timezone",
         "is_recurring", "recurrence_rule", "owner_id", "version", "created_at", "updated_at",
+        "overrides",
     }  # fmt: skip
     assert updated["changes"] == {"location": {"old": "", "new": "Room 7"}}
     assert (updated["snapshot"]["location"], updated["snapshot"]["version"]) == ("Room 7", 2)

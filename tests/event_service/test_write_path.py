@@ -60,6 +60,7 @@ def test_a_candidate_that_does_not_clash_is_checked_and_accepted(
             "event_id": fortnightly.id,
             "start_time": "2031-01-20T09:00:00Z",
             "end_time": "2031-01-20T10:00:00Z",
+            "recurrence_id": "2031-01-20T09:00:00Z",
         }
     ]
 

@@ -35,6 +35,8 @@ def flatmap_path_parameters(ctx: Any, path_parameters: dict[str, Any] | None) ->
         real["event_id"] = st.sampled_from(WORLD["event_ids"])
     if "user_id" in path_parameters:
         real["user_id"] = st.sampled_from(WORLD["user_ids"])
+    if "recurrence_id" in path_parameters:
+        real["recurrence_id"] = st.sampled_from(WORLD["recurrence_ids"])
     if "version_id" in path_parameters:
         real["version_id"] = st.integers(1, 4)
     for name in ("version_id1", "version_id2"):

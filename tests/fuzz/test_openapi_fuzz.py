@@ -68,6 +68,9 @@ def _world(api: httpx.Client, make_user, base_url: str) -> dict[str, Any]:
     grant = {"users": [{"user_id": user.id, "role": "editor"}]}
     assert api.post(f"/api/events/{shared}/share", json=grant, headers=friend.headers).is_success
     hidden = _create(api, friend)
+    window = {"start": START, "end": "2033-05-01T00:00:00Z"}
+    listed = api.get(f"/api/events/{series}/occurrences", params=window, headers=user.headers)
+    assert listed.status_code == 200, listed.text
     return {
         "base_url": base_url,
         "username": user.username,
@@ -75,6 +78,7 @@ def _world(api: httpx.Client, make_user, base_url: str) -> dict[str, Any]:
         "access_token": user.access_token,
         "event_ids": [owned, series, deleted, shared, hidden],
         "user_ids": [user.id, friend.id],
+        "recurrence_ids": [item["recurrence_id"] for item in listed.json()["items"]] + [START],
     }
 
 

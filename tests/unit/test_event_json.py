@@ -33,6 +33,8 @@ EVENTS = [
         version=7,
         created_at=stamp(2026, 3, 1, 12, 0, 0, 123456),
         updated_at=stamp(2026, 3, 1, 12, 0, 1, 5),
+        overrides_json='{"2031-01-02T08:00:00Z":{"title":"Late","end_time":"2031-01-02T09:00:00Z"},'
+        '"2031-01-03T08:00:00Z":{"status":"cancelled"}}',
     ),
     # Defaults: no time zone, no rule, no role (history's stored events).
     events_pb2.Event(id="e2", title="t", owner_id="u2", version=1),
@@ -61,6 +63,9 @@ def test_occurrences_are_written_as_their_model_writes_them() -> None:
         start_time=stamp(2031, 1, 1, 8),
         end_time=stamp(2031, 1, 1, 8, 15, 0, 250000),
         recurrence_id=stamp(2031, 1, 1, 8),
+        description="Daily",
+        location="Room 2",
+        is_override=True,
     )
     fields = Occurrence.fields_from_proto(occurrence)
     expected = Occurrence.model_construct(**fields).model_dump_json()

@@ -3,6 +3,7 @@ import datetime
 from eventhub.common.v1 import common_pb2 as _common_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -11,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Event(_message.Message):
-    __slots__ = ("id", "title", "description", "location", "start_time", "end_time", "timezone", "is_recurring", "recurrence_rule", "owner_id", "role", "version", "created_at", "updated_at")
+    __slots__ = ("id", "title", "description", "location", "start_time", "end_time", "timezone", "is_recurring", "recurrence_rule", "owner_id", "role", "version", "created_at", "updated_at", "overrides_json")
     ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +27,7 @@ class Event(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     title: str
     description: str
@@ -40,7 +42,8 @@ class Event(_message.Message):
     version: int
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., location: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ..., is_recurring: _Optional[bool] = ..., recurrence_rule: _Optional[str] = ..., owner_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    overrides_json: str
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., location: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ..., is_recurring: _Optional[bool] = ..., recurrence_rule: _Optional[str] = ..., owner_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overrides_json: _Optional[str] = ...) -> None: ...
 
 class EventInput(_message.Message):
     __slots__ = ("title", "description", "location", "start_time", "end_time", "timezone", "is_recurring", "recurrence_rule")
@@ -83,18 +86,26 @@ class EventPatch(_message.Message):
     def __init__(self, title: _Optional[str] = ..., description: _Optional[str] = ..., location: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ..., is_recurring: _Optional[bool] = ..., recurrence_rule: _Optional[str] = ...) -> None: ...
 
 class Occurrence(_message.Message):
-    __slots__ = ("event_id", "title", "start_time", "end_time", "recurrence_id")
+    __slots__ = ("event_id", "title", "start_time", "end_time", "recurrence_id", "description", "location", "cancelled", "is_override")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     RECURRENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    IS_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     title: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     recurrence_id: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[str] = ..., title: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recurrence_id: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    description: str
+    location: str
+    cancelled: bool
+    is_override: bool
+    def __init__(self, event_id: _Optional[str] = ..., title: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recurrence_id: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., location: _Optional[str] = ..., cancelled: _Optional[bool] = ..., is_override: _Optional[bool] = ...) -> None: ...
 
 class CreateEventRequest(_message.Message):
     __slots__ = ("event", "allow_conflicts")
@@ -153,18 +164,20 @@ class ListEventsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., items_json: _Optional[bytes] = ...) -> None: ...
 
 class ExpandEventsRequest(_message.Message):
-    __slots__ = ("start", "end", "q", "role", "json_items")
+    __slots__ = ("start", "end", "q", "role", "json_items", "show_cancelled")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     Q_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     JSON_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    SHOW_CANCELLED_FIELD_NUMBER: _ClassVar[int]
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     q: str
     role: _common_pb2.Role
     json_items: bool
-    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., q: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., json_items: _Optional[bool] = ...) -> None: ...
+    show_cancelled: bool
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., q: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., json_items: _Optional[bool] = ..., show_cancelled: _Optional[bool] = ...) -> None: ...
 
 class ExpandEventsResponse(_message.Message):
     __slots__ = ("items", "items_json")
@@ -175,16 +188,18 @@ class ExpandEventsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Occurrence, _Mapping]]] = ..., items_json: _Optional[bytes] = ...) -> None: ...
 
 class ListOccurrencesRequest(_message.Message):
-    __slots__ = ("event_id", "start", "end", "json_items")
+    __slots__ = ("event_id", "start", "end", "json_items", "show_cancelled")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     JSON_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    SHOW_CANCELLED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     json_items: bool
-    def __init__(self, event_id: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., json_items: _Optional[bool] = ...) -> None: ...
+    show_cancelled: bool
+    def __init__(self, event_id: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., json_items: _Optional[bool] = ..., show_cancelled: _Optional[bool] = ...) -> None: ...
 
 class ListOccurrencesResponse(_message.Message):
     __slots__ = ("items", "items_json")
@@ -193,6 +208,84 @@ class ListOccurrencesResponse(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[Occurrence]
     items_json: bytes
     def __init__(self, items: _Optional[_Iterable[_Union[Occurrence, _Mapping]]] = ..., items_json: _Optional[bytes] = ...) -> None: ...
+
+class GetOccurrenceRequest(_message.Message):
+    __slots__ = ("event_id", "recurrence_id")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    recurrence_id: str
+    def __init__(self, event_id: _Optional[str] = ..., recurrence_id: _Optional[str] = ...) -> None: ...
+
+class ChangeOccurrenceRequest(_message.Message):
+    __slots__ = ("event_id", "recurrence_id", "action", "patch", "allow_conflicts", "expected_version")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNSPECIFIED: _ClassVar[ChangeOccurrenceRequest.Action]
+        ACTION_CHANGE: _ClassVar[ChangeOccurrenceRequest.Action]
+        ACTION_CANCEL: _ClassVar[ChangeOccurrenceRequest.Action]
+        ACTION_RESTORE: _ClassVar[ChangeOccurrenceRequest.Action]
+    ACTION_UNSPECIFIED: ChangeOccurrenceRequest.Action
+    ACTION_CHANGE: ChangeOccurrenceRequest.Action
+    ACTION_CANCEL: ChangeOccurrenceRequest.Action
+    ACTION_RESTORE: ChangeOccurrenceRequest.Action
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PATCH_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    recurrence_id: str
+    action: ChangeOccurrenceRequest.Action
+    patch: OccurrencePatch
+    allow_conflicts: bool
+    expected_version: int
+    def __init__(self, event_id: _Optional[str] = ..., recurrence_id: _Optional[str] = ..., action: _Optional[_Union[ChangeOccurrenceRequest.Action, str]] = ..., patch: _Optional[_Union[OccurrencePatch, _Mapping]] = ..., allow_conflicts: _Optional[bool] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class OccurrencePatch(_message.Message):
+    __slots__ = ("title", "description", "location", "start_time", "end_time")
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    title: str
+    description: str
+    location: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, title: _Optional[str] = ..., description: _Optional[str] = ..., location: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SplitSeriesRequest(_message.Message):
+    __slots__ = ("id", "split_at", "patch", "allow_conflicts", "expected_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_AT_FIELD_NUMBER: _ClassVar[int]
+    PATCH_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    split_at: str
+    patch: EventPatch
+    allow_conflicts: bool
+    expected_version: int
+    def __init__(self, id: _Optional[str] = ..., split_at: _Optional[str] = ..., patch: _Optional[_Union[EventPatch, _Mapping]] = ..., allow_conflicts: _Optional[bool] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class SplitSeriesResponse(_message.Message):
+    __slots__ = ("updated", "created")
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    updated: Event
+    created: Event
+    def __init__(self, updated: _Optional[_Union[Event, _Mapping]] = ..., created: _Optional[_Union[Event, _Mapping]] = ...) -> None: ...
+
+class GetOccurrenceResponse(_message.Message):
+    __slots__ = ("occurrence", "version")
+    OCCURRENCE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    occurrence: Occurrence
+    version: int
+    def __init__(self, occurrence: _Optional[_Union[Occurrence, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ReplaceEventRequest(_message.Message):
     __slots__ = ("id", "event", "allow_conflicts", "expected_version")
@@ -231,18 +324,20 @@ class DeleteEventResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RollbackEventRequest(_message.Message):
-    __slots__ = ("id", "event", "rolled_back_to", "allow_conflicts", "expected_version")
+    __slots__ = ("id", "event", "rolled_back_to", "allow_conflicts", "expected_version", "overrides_json")
     ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     ROLLED_BACK_TO_FIELD_NUMBER: _ClassVar[int]
     ALLOW_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     event: EventInput
     rolled_back_to: int
     allow_conflicts: bool
     expected_version: int
-    def __init__(self, id: _Optional[str] = ..., event: _Optional[_Union[EventInput, _Mapping]] = ..., rolled_back_to: _Optional[int] = ..., allow_conflicts: _Optional[bool] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    overrides_json: str
+    def __init__(self, id: _Optional[str] = ..., event: _Optional[_Union[EventInput, _Mapping]] = ..., rolled_back_to: _Optional[int] = ..., allow_conflicts: _Optional[bool] = ..., expected_version: _Optional[int] = ..., overrides_json: _Optional[str] = ...) -> None: ...
 
 class GetEventVersionRequest(_message.Message):
     __slots__ = ("id",)

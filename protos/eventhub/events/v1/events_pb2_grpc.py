@@ -71,6 +71,21 @@ class EventServiceStub:
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ListOccurrencesRequest.SerializeToString,
                 response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ListOccurrencesResponse.FromString,
                 _registered_method=True)
+        self.GetOccurrence = channel.unary_unary(
+                '/eventhub.events.v1.EventService/GetOccurrence',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetOccurrenceRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetOccurrenceResponse.FromString,
+                _registered_method=True)
+        self.ChangeOccurrence = channel.unary_unary(
+                '/eventhub.events.v1.EventService/ChangeOccurrence',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ChangeOccurrenceRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetOccurrenceResponse.FromString,
+                _registered_method=True)
+        self.SplitSeries = channel.unary_unary(
+                '/eventhub.events.v1.EventService/SplitSeries',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.SplitSeriesRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.SplitSeriesResponse.FromString,
+                _registered_method=True)
         self.ReplaceEvent = channel.unary_unary(
                 '/eventhub.events.v1.EventService/ReplaceEvent',
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ReplaceEventRequest.SerializeToString,
@@ -155,6 +170,30 @@ class EventServiceServicer:
 
     def ListOccurrences(self, request, context):
         """Occurrences of one event in a window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOccurrence(self, request, context):
+        """One occurrence of an event by its recurrence id, cancelled or not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeOccurrence(self, request, context):
+        """Changes, cancels or restores one occurrence of a series: a new version of
+        the series (editor or owner); a change that changes nothing makes none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SplitSeries(self, request, context):
+        """Splits a series at one of its occurrences ("this and following"), in one
+        transaction: the series ends before it; a new series (same owner, same access
+        list) goes on from it with the patch applied (editor or owner).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -247,6 +286,21 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.ListOccurrences,
                     request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ListOccurrencesRequest.FromString,
                     response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ListOccurrencesResponse.SerializeToString,
+            ),
+            'GetOccurrence': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOccurrence,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetOccurrenceRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetOccurrenceResponse.SerializeToString,
+            ),
+            'ChangeOccurrence': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeOccurrence,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ChangeOccurrenceRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.GetOccurrenceResponse.SerializeToString,
+            ),
+            'SplitSeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.SplitSeries,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.SplitSeriesRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.SplitSeriesResponse.SerializeToString,
             ),
             'ReplaceEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.ReplaceEvent,
@@ -453,6 +507,87 @@ class EventService:
             '/eventhub.events.v1.EventService/ListOccurrences',
             eventhub_dot_events_dot_v1_dot_events__pb2.ListOccurrencesRequest.SerializeToString,
             eventhub_dot_events_dot_v1_dot_events__pb2.ListOccurrencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOccurrence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/GetOccurrence',
+            eventhub_dot_events_dot_v1_dot_events__pb2.GetOccurrenceRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.GetOccurrenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeOccurrence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/ChangeOccurrence',
+            eventhub_dot_events_dot_v1_dot_events__pb2.ChangeOccurrenceRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.GetOccurrenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SplitSeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/SplitSeries',
+            eventhub_dot_events_dot_v1_dot_events__pb2.SplitSeriesRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.SplitSeriesResponse.FromString,
             options,
             channel_credentials,
             insecure,
