@@ -15,6 +15,7 @@ from event_service.cache import EventCache
 from event_service.config import EventSettings
 from event_service.models import idempotency_keys, outbox
 from event_service.reads import EventReader
+from event_service.series_edits import SeriesEdits
 from event_service.service import EventService
 from event_service.servicer import EventServicer
 from eventhub.events.v1 import events_pb2, events_pb2_grpc
@@ -51,6 +52,7 @@ async def run(wiring: Wiring[EventSettings]) -> None:
     )
     reader = EventReader(engine, cache)
     service = EventService(settings, writes, reader, cache, relay.committed)
+    series = SeriesEdits(settings.namespace, writes, reader, cache, service)
     access = AccessService(settings.namespace, engine, cache, relay.committed)
     keys = IdempotencyKeys(idempotency_keys, settings.idempotency_ttl)
     relay.start()
@@ -63,7 +65,7 @@ async def run(wiring: Wiring[EventSettings]) -> None:
         events_pb2,
         "EventService",
         events_pb2_grpc.add_EventServiceServicer_to_server,
-        EventServicer(reader, service, access, keys, services),
+        EventServicer(reader, service, series, access, keys, services),
         verifier,
     )
 

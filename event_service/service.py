@@ -10,9 +10,8 @@ access row and its access-change notification.
 import uuid
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Any, Literal, cast
-from zoneinfo import ZoneInfo
+from datetime import timedelta
+from typing import Any, cast
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -20,16 +19,12 @@ from psycopg_pool import AsyncConnectionPool
 from common import outbox
 from common.db import pipelined_transaction, pooled_connection
 from common.errors import (
-    EVENT_NOT_FOUND,
     DomainError,
     InvalidArgument,
-    NotFound,
     PermissionDenied,
-    PreconditionFailed,
 )
 from common.idempotency import IdempotentWrite, in_progress
 from common.notifications import (
-    EDITABLE_FIELDS,
     ChangeType,
 )
 from common.roles import Role
@@ -55,31 +50,27 @@ from event_service.domain.events import (
     EventDraft,
     ValidEvent,
     event_uuid,
-    make_schedule,
-    validate,
     validate_all,
 )
 from event_service.domain.exceptions import (
-    MAX_EXCEPTIONS,
-    Override,
-    SeriesValues,
     carried_overrides,
-    effective_times,
-    is_generated,
-    merged_override,
     overrides_from_json,
     overrides_to_json,
-    parse_recurrence_id,
-    recurrence_id_text,
-    split_rules,
 )
 from event_service.domain.recurrence import (
-    RuleError,
     Schedule,
     SearchBudget,
-    interval_footprint,
-    merge_ranges,
-    week_footprint,
+)
+from event_service.edits import (
+    ROLE_TOO_LOW,
+    check_version,
+    checked_overrides,
+    lock_with_role,
+    new_event,
+    next_version,
+    validated,
+    widened,
+    with_placement,
 )
 from event_service.group_commit import GroupCommit, Pending, settle
 from event_service.models import StoredEvent
@@ -91,13 +82,9 @@ from event_service.notices import (
     changes_between,
     creation_messages,
     exception_changes,
-    split_messages,
 )
-from event_service.reads import EventReader, EventView, OccurrenceView, occurrence_id
-from event_service.repo import AccessList
+from event_service.reads import EventReader, EventView
 
-ROLE_TOO_LOW = "your role on this event does not allow this"
-OccurrenceAction = Literal["change", "cancel", "restore"]
 MAX_BATCH = 500
 MAX_GROUP = 64  # creates of one calendar in one transaction
 
@@ -152,7 +139,7 @@ class EventService:
         """One event. Creates on one calendar that arrive together share a transaction
         (`group_commit`), each checked as if it ran alone after the ones before it.
         A create with an idempotency key (`once`) is applied at most once."""
-        create = _Create(caller, *await _validated(draft), allow_conflicts, once)
+        create = _Create(caller, *await validated(draft), allow_conflicts, once)
         return await self._creates.submit(uuid.UUID(caller.user_id), create)
 
     async def _create_group(
@@ -169,7 +156,7 @@ class EventService:
                 return
             now = utcnow()
             new = [
-                (_new_event(owner_id, p.item.valid.draft, now + timedelta(microseconds=index)),
+                (new_event(owner_id, p.item.valid.draft, now + timedelta(microseconds=index)),
                  p.item.placement)
                 for index, p in enumerate(group)
             ]  # fmt: skip
@@ -223,7 +210,7 @@ class EventService:
         def placed_items() -> list[tuple[ValidEvent, write_repo.Placement]]:
             budget = SearchBudget()
             return [
-                _with_placement(item, budget, f"events.{index}.")
+                with_placement(item, budget, f"events.{index}.")
                 for index, item in enumerate(validate_all(drafts, "events.", budget))
             ]
 
@@ -233,7 +220,7 @@ class EventService:
         now = utcnow()
         # A microsecond apart, so that newest-first lists show a batch's last item first.
         events = [
-            (_new_event(owner, item.draft, now + timedelta(microseconds=index)), placement)
+            (new_event(owner, item.draft, now + timedelta(microseconds=index)), placement)
             for index, (item, placement) in enumerate(placed)
         ]
         messages = creation_messages(
@@ -338,16 +325,16 @@ class EventService:
         parsed = event_uuid(event_id)
         await self._reads.get(caller, event_id)  # 404 before 412 for a stranger, cheaply
         async with pipelined_transaction(self._writes) as conn:
-            current, role, holders = await self._lock_with_role(conn, parsed, caller)
+            current, role, holders = await lock_with_role(conn, parsed, caller)
             if not role.may_share:
                 raise PermissionDenied("only an owner may delete the event")
-            _check_version(current, expected_version)
+            check_version(current, expected_version)
             deleted = replace(
                 current, version=current.version + 1, updated_at=utcnow(), deleted=True
             )
             await write_repo.delete_event(conn, deleted)
-            messages = await self._record(conn, [(deleted, "deleted", {})], caller)
-        await self._written(deleted, holders, messages)
+            messages = await self.record(conn, [(deleted, "deleted", {})], caller)
+        await self.written(deleted, holders, messages)
 
     async def _change(
         self,
@@ -397,7 +384,7 @@ class EventService:
         if not seen.role.may_edit or expected_version not in (None, current.version):
             return None
         try:
-            valid, _ = await _validated(change.new_content(current))
+            valid, _ = await validated(change.new_content(current))
         except InvalidArgument:
             return None
         changes = changes_between(current.draft(), valid.draft)
@@ -407,7 +394,7 @@ class EventService:
             return EventView(current, role) if role is not None and role.may_edit else None
         if not current.draft().same_schedule(valid.draft):
             return None
-        updated = _next_version(current, valid.draft)
+        updated = next_version(current, valid.draft)
         messages = change_messages(
             self._settings.namespace, [(updated, "updated", changes)], caller
         )
@@ -418,7 +405,7 @@ class EventService:
         if stored is None:
             return None
         role, holders = stored
-        await self._written(updated, holders, messages)
+        await self.written(updated, holders, messages)
         return EventView(updated, role)
 
     async def _apply(
@@ -434,17 +421,17 @@ class EventService:
         async with pipelined_transaction(self._writes) as conn:
             if lock_calendar:  # the owner never changes: its calendar before the event
                 await write_repo.lock_owner_calendar(conn, owner)
-            current, role, holders = await self._lock_with_role(conn, parsed, caller)
+            current, role, holders = await lock_with_role(conn, parsed, caller)
             if once:
                 await once.replay_if_applied(conn)
             if not role.may_edit:
                 raise PermissionDenied(ROLE_TOO_LOW)
-            valid, placement = await _validated(change.new_content(current))
-            _check_version(current, expected_version)
+            valid, placement = await validated(change.new_content(current))
+            check_version(current, expected_version)
             overrides = change.overrides
             if overrides is None:
                 overrides = _carried(current, valid)
-            overrides = _checked_overrides(overrides, valid.schedule)
+            overrides = checked_overrides(overrides, valid.schedule)
             changes = changes_between(current.draft(), valid.draft) | exception_changes(
                 current.overrides, overrides
             )
@@ -455,7 +442,7 @@ class EventService:
             )
             if reschedules and not lock_calendar:
                 raise _RescheduledMeanwhile
-            placement = _widened(placement, valid.schedule, overrides)
+            placement = widened(placement, valid.schedule, overrides)
             if reschedules and not allow_conflicts:
                 checked = await Checked.of(
                     [valid], [placement], batch=False, overrides=[overrides_from_json(overrides)]
@@ -466,165 +453,15 @@ class EventService:
                         conn, owner, checked.checks, exclude=parsed, reader=reader
                     )
                 )
-            updated = replace(_next_version(current, valid.draft), overrides=overrides)
+            updated = replace(next_version(current, valid.draft), overrides=overrides)
             await write_repo.update_event(conn, updated, placement)
-            messages = await self._record(conn, [(updated, change_type, changes)], caller)
+            messages = await self.record(conn, [(updated, change_type, changes)], caller)
             if once:
                 await once.record(conn, EventView(updated, role))
-        await self._written(updated, holders, messages)
+        await self.written(updated, holders, messages)
         return EventView(updated, role)
 
-    async def change_occurrence(
-        self,
-        caller: Caller,
-        event_id: str,
-        recurrence_id: str,
-        action: OccurrenceAction,
-        changes: dict[str, Any],
-        allow_conflicts: bool,
-        expected_version: int | None,
-    ) -> tuple[EventView, OccurrenceView]:
-        """Change one occurrence of a series (`changes` merged into its exception,
-        reinstating a cancelled one), cancel it, or restore it to the rule: a new
-        version of the series, none if nothing changes. Its new times, or its original
-        ones when it comes back, are checked against the owner's other events."""
-        seen = await self._reads.get(caller, event_id)
-        _series_occurrence(seen.event, recurrence_id)  # 422 / 404 before taking locks
-        parsed = seen.event.id
-        async with pipelined_transaction(self._writes) as conn:
-            await write_repo.lock_owner_calendar(conn, seen.event.owner_id)
-            current, role, holders = await self._lock_with_role(conn, parsed, caller)
-            if not role.may_edit:
-                raise PermissionDenied(ROLE_TOO_LOW)
-            _check_version(current, expected_version)
-            original_start = _series_occurrence(current, recurrence_id)
-            schedule = current.schedule()
-            overrides = overrides_from_json(current.overrides)
-            old = overrides.get(original_start)
-            new = _next_exception(action, old, changes, current, original_start, schedule)
-            if new == old:
-                return EventView(current, role), self._reads.occurrence_of(current, original_start)
-            if new is None:
-                del overrides[original_start]
-            else:
-                overrides[original_start] = new
-            stored = _checked_overrides(overrides_to_json(overrides), schedule)
-            if not allow_conflicts and _occupies_anew(old, new):
-                start, end = effective_times(new, original_start, schedule.duration)
-                await self._refuse_clashes(conn, current, start, end, caller)
-            updated = replace(
-                current, overrides=stored, version=current.version + 1, updated_at=utcnow()
-            )
-            placement = placement_of(updated, schedule)
-            await write_repo.update_event(conn, updated, placement)
-            key = recurrence_id_text(original_start)
-            record = exception_changes(
-                {key: old.to_json()} if old else {}, {key: new.to_json()} if new else {}
-            )
-            messages = await self._record(conn, [(updated, "updated", record)], caller)
-        await self._written(updated, holders, messages)
-        return EventView(updated, role), self._reads.occurrence_of(updated, original_start)
-
-    async def split(
-        self,
-        caller: Caller,
-        event_id: str,
-        split_at: str,
-        changes: dict[str, Any],
-        allow_conflicts: bool,
-        expected_version: int | None,
-    ) -> tuple[EventView, EventView]:
-        """ "This and following": the series ends before its occurrence `split_at`, and
-        a new series (same owner, a copy of the access list) goes on from there with
-        `changes` applied and the exceptions from there on, all in one transaction.
-        The series' history records the split; the new one's starts at version 1."""
-        seen = await self._reads.get(caller, event_id)
-        _split_point(seen.event, split_at)  # 422 before taking locks
-        async with pipelined_transaction(self._writes) as conn:
-            await write_repo.lock_owner_calendar(conn, seen.event.owner_id)
-            current, role, holders = await self._lock_with_role(conn, seen.event.id, caller)
-            if not role.may_edit:
-                raise PermissionDenied(ROLE_TOO_LOW)
-            _check_version(current, expected_version)
-            at = _split_point(current, split_at)
-            schedule = current.schedule()
-            old_rule, new_rule = split_rules(schedule, current.recurrence_rule or "", at)
-            overrides = overrides_from_json(current.overrides)
-            kept = overrides_to_json({rid: o for rid, o in overrides.items() if rid < at})
-            handed = {rid: o for rid, o in overrides.items() if rid >= at}
-            old_draft = replace(current.draft(), recurrence_rule=old_rule)
-            base = replace(
-                current.draft(),
-                start_time=at,
-                end_time=at + schedule.duration,
-                recurrence_rule=new_rule,
-            )
-            old_valid, old_placement = await _validated(old_draft)
-            new_valid, new_placement = await _validated(base.merged(changes))
-            if not base.same_schedule(new_valid.draft):
-                handed, _dropped = carried_overrides(
-                    make_schedule(at, at + schedule.duration, base.timezone, new_rule),
-                    new_valid.schedule,
-                    handed,
-                )
-            new_overrides = _checked_overrides(overrides_to_json(handed), new_valid.schedule)
-            new_placement = _widened(new_placement, new_valid.schedule, new_overrides)
-            old_placement = _widened(old_placement, old_valid.schedule, kept)
-            if not allow_conflicts:
-                checked = await Checked.of(
-                    [new_valid], [new_placement], batch=False, overrides=[handed]
-                )
-                candidates = await write_repo.clash_candidates(
-                    conn,
-                    current.owner_id,
-                    checked.checks,
-                    exclude=current.id,
-                    reader=uuid.UUID(caller.user_id),
-                )
-                await checked.refuse(candidates)
-            now = utcnow()
-            updated = replace(
-                _next_version(current, old_valid.draft), overrides=kept, updated_at=now
-            )
-            created = replace(
-                _new_event(current.owner_id, new_valid.draft, now), overrides=new_overrides
-            )
-            roles = await write_repo.access_roles(conn, current.id)
-            await write_repo.update_event(conn, updated, old_placement)
-            await write_repo.insert_split(conn, created, new_placement, current.id, len(roles))
-            messages = split_messages(
-                self._settings.namespace, current, updated, created, roles, caller
-            )
-            await outbox.enqueue_many(conn, outbox_table, messages)
-        self._publish(messages)
-        access = AccessList(len(roles), {str(user): held for user, held in roles})
-        await self._cache.put(updated.id, updated, retiring=holders)
-        await self._cache.put(created.id, created, access)
-        return EventView(updated, role), EventView(created, role)
-
-    @staticmethod
-    async def _refuse_clashes(
-        conn: psycopg.AsyncConnection,
-        series: StoredEvent,
-        start: datetime,
-        end: datetime,
-        caller: Caller,
-    ) -> None:
-        """Conflict if [start, end) overlaps another event of the series' owner."""
-        one = Schedule(start, end, ZoneInfo("UTC"))
-        valid = ValidEvent(series.draft(), one)
-        placement = write_repo.Placement(start, end, interval_footprint(start, end))
-        checked = await Checked.of([valid], [placement], batch=False)
-        candidates = await write_repo.clash_candidates(
-            conn,
-            series.owner_id,
-            checked.checks,
-            exclude=series.id,
-            reader=uuid.UUID(caller.user_id),
-        )
-        await checked.refuse(candidates)
-
-    async def _record(
+    async def record(
         self,
         conn: psycopg.AsyncConnection,
         changes: list[tuple[StoredEvent, ChangeType, Changes]],
@@ -641,23 +478,13 @@ class EventService:
         self._publish(messages)
         await self._cache.put_new(events, FIRST_ACCESS_VERSION, retiring=[events[0].owner_id])
 
-    async def _written(
+    async def written(
         self, event: StoredEvent, holders: list[uuid.UUID], messages: list[outbox.Message]
     ) -> None:
         """After commit: publish the notifications, replace the cached event and retire
         the listings that show it."""
         self._publish(messages)
         await self._cache.put(event.id, event, retiring=holders)
-
-    @staticmethod
-    async def _lock_with_role(
-        conn: psycopg.AsyncConnection, event_id: uuid.UUID, caller: Caller
-    ) -> write_repo.LockedEvent:
-        """The live event, locked, the caller's role on it as of now, and its holders."""
-        found = await write_repo.lock_live_event(conn, event_id, uuid.UUID(caller.user_id))
-        if found is None or found.role is None:
-            raise NotFound(EVENT_NOT_FOUND)
-        return found
 
 
 async def _first_tries(
@@ -683,17 +510,6 @@ async def _first_tries(
                 running.add(once.key)
             first_tries.append(pending)
     return first_tries
-
-
-def _new_event(owner: uuid.UUID, draft: EventDraft, now: datetime) -> StoredEvent:
-    return StoredEvent(
-        id=uuid.uuid4(),
-        owner_id=owner,
-        **{name: getattr(draft, name) for name in EDITABLE_FIELDS},
-        version=1,
-        created_at=now,
-        updated_at=now,
-    )
 
 
 def _sort_out(
@@ -725,88 +541,6 @@ def _sort_out(
     return refused, accepted
 
 
-async def _validated(draft: EventDraft) -> tuple[ValidEvent, write_repo.Placement]:
-    """`validate`, and where the event goes (`_with_placement`); for a series beside the
-    event loop: searching its rule and its zone's offsets over the years it spans
-    (~0.3 ms a year the first time), both within one `recurrence.SearchBudget`, must
-    not stall other calls."""
-
-    def placed() -> tuple[ValidEvent, write_repo.Placement]:
-        budget = SearchBudget()
-        return _with_placement(validate(draft, budget=budget), budget)
-
-    return await beside_the_loop(bool(draft.recurrence_rule), placed)
-
-
-def _next_version(current: StoredEvent, draft: EventDraft) -> StoredEvent:
-    """The event changed to `draft`, one version on, updated now."""
-    return replace(
-        current,
-        **{name: getattr(draft, name) for name in EDITABLE_FIELDS},
-        version=current.version + 1,
-        updated_at=utcnow(),
-    )
-
-
-def _series_occurrence(event: StoredEvent, recurrence_id: str) -> datetime:
-    """The occurrence of a series a recurrence id names (see `reads.occurrence_id`)."""
-    if not event.is_recurring:
-        raise InvalidArgument.field(
-            "recurrence_id", "a one-off event has no exceptions: change the event itself"
-        )
-    return occurrence_id(event, recurrence_id)
-
-
-def _split_point(event: StoredEvent, split_at: str) -> datetime:
-    """The occurrence a "this and following" split starts at: one the series
-    generates, not its first; else InvalidArgument naming `from`."""
-    at = parse_recurrence_id(split_at)
-    if (
-        not event.is_recurring
-        or at is None
-        or at == event.start_time
-        or not is_generated(event.schedule(), at)
-    ):
-        raise InvalidArgument.field(
-            "from", "must be the recurrence_id of an occurrence of the series but its first"
-        )
-    return at
-
-
-def _next_exception(
-    action: OccurrenceAction,
-    old: Override | None,
-    changes: dict[str, Any],
-    series: StoredEvent,
-    original_start: datetime,
-    schedule: Schedule,
-) -> Override | None:
-    if action == "cancel":
-        return Override(cancelled=True)
-    if action == "restore":
-        if old is None:
-            raise NotFound("this occurrence has no exception to undo")
-        return None
-    values = SeriesValues(series.title, series.description, series.location)
-    new = merged_override(old, changes, values, original_start, schedule.duration)
-    start, end = effective_times(new, original_start, schedule.duration)
-    if end <= start:
-        raise InvalidArgument.field("end_time", "must be after start_time")
-    return new
-
-
-def _occupies_anew(old: Override | None, new: Override | None) -> bool:
-    """Whether the occurrence takes time it did not: it comes back from a
-    cancellation, or moves."""
-    if new is not None and new.cancelled:
-        return False
-    if old is not None and old.cancelled:
-        return True
-    old_times = (old.start_time, old.end_time) if old else (None, None)
-    new_times = (new.start_time, new.end_time) if new else (None, None)
-    return old_times != new_times
-
-
 def _carried(current: StoredEvent, valid: ValidEvent) -> dict[str, dict[str, Any]]:
     """The event's exceptions after a change of its fields: kept while the schedule
     stays; carried to the new schedule's occurrence on the same local date (dropped
@@ -821,60 +555,6 @@ def _carried(current: StoredEvent, valid: ValidEvent) -> dict[str, dict[str, Any
     return overrides_to_json(moved)
 
 
-def _checked_overrides(
-    overrides: dict[str, dict[str, Any]], schedule: Schedule
-) -> dict[str, dict[str, Any]]:
-    if overrides and not schedule.is_series:
-        return {}
-    if len(overrides) > MAX_EXCEPTIONS:
-        raise InvalidArgument.field(
-            "overrides", f"a series may have at most {MAX_EXCEPTIONS} exceptions"
-        )
-    return overrides
-
-
-def placement_of(event: StoredEvent, schedule: Schedule) -> write_repo.Placement:
-    """Where a stored (valid) event's occurrences fall, exceptions included."""
-    placement = write_repo.Placement(
-        schedule.start, schedule.span_end(), week_footprint(schedule, SearchBudget())
-    )
-    return _widened(placement, schedule, event.overrides)
-
-
-def _widened(
-    placement: write_repo.Placement, schedule: Schedule, overrides: dict[str, dict[str, Any]]
-) -> write_repo.Placement:
-    """`placement` grown to hold the occurrences exceptions moved off the rule."""
-    moved = [
-        effective_times(override, original_start, schedule.duration)
-        for original_start, override in overrides_from_json(overrides).items()
-        if override.moves and not override.cancelled
-    ]
-    if not moved:
-        return placement
-    span_end = placement.span_end
-    if span_end is not None:
-        span_end = max(span_end, *(end for _, end in moved))
-    footprint = placement.footprint + [
-        part for start, end in moved for part in interval_footprint(start, end)
-    ]
-    return write_repo.Placement(
-        min(placement.span_start, *(start for start, _ in moved)),
-        span_end,
-        merge_ranges(footprint),
-    )
-
-
-def _with_placement(
-    valid: ValidEvent, budget: SearchBudget, prefix: str = ""
-) -> tuple[ValidEvent, write_repo.Placement]:
-    try:
-        footprint = week_footprint(valid.schedule, budget)
-    except RuleError as too_costly:
-        raise InvalidArgument.field(f"{prefix}recurrence_rule", str(too_costly)) from None
-    return valid, write_repo.Placement(valid.schedule.start, valid.schedule.span_end(), footprint)
-
-
 @dataclass(frozen=True, slots=True)
 class _NewEvents:
     """Events to create for one owner, with their notifications."""
@@ -885,11 +565,3 @@ class _NewEvents:
     messages: list[outbox.Message]
     views: list[EventView]
     once: IdempotentWrite[list[EventView]] | None
-
-
-def _check_version(current: StoredEvent, expected_version: int | None) -> None:
-    if expected_version is not None and expected_version != current.version:
-        raise PreconditionFailed(
-            f"the event is at version {current.version}, not {expected_version}",
-            current_version=current.version,
-        )

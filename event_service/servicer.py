@@ -15,6 +15,7 @@ from event_service.access import AccessService, RequestedChange
 from event_service.domain.events import EventDraft
 from event_service.reads import EventReader, EventView, ListQuery, OccurrenceView
 from event_service.repo import EventAccessRows
+from event_service.series_edits import SeriesEdits
 from event_service.service import EventService
 from eventhub.events.v1 import events_pb2, events_pb2_grpc
 
@@ -212,12 +213,14 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         self,
         reader: EventReader,
         service: EventService,
+        series: SeriesEdits,
         access: AccessService,
         keys: IdempotencyKeys,
         services: ServiceTokens,
     ) -> None:
         self._reader = reader
         self._service = service
+        self._series = series
         self._access = access
         self._keys = keys
         self._services = services
@@ -304,7 +307,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         action = _OCCURRENCE_ACTIONS.get(request.action)
         if action is None:
             raise InvalidArgument.field("action", "must be change, cancel or restore")
-        view, occurrence = await self._service.change_occurrence(
+        view, occurrence = await self._series.change_occurrence(
             caller,
             request.event_id,
             request.recurrence_id,
@@ -329,7 +332,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         return event_message(view)
 
     async def SplitSeries(self, request, context):  # type: ignore[no-untyped-def]
-        updated, created = await self._service.split(
+        updated, created = await self._series.split(
             current_caller(),
             request.id,
             request.split_at,
