@@ -1,12 +1,19 @@
 """The section "Recurring exceptions" of API.md over HTTP: what every answer shows of
 a series' exceptions, and addressing one occurrence by its recurrence id."""
 
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import httpx
+import psycopg
 import pytest
+import redis
 
+from common.timeutil import rfc3339
+from event_service.domain.exceptions import MAX_EXCEPTIONS
+from scripts.stack import Stack
 from tests.conftest import User
 from tests.e2e.helpers import assert_problem
 from tests.e2e.test_events import create
@@ -584,3 +591,47 @@ def test_a_split_that_would_clash_changes_neither_series(api: httpx.Client, owne
     assert len(assert_problem(refused, 409)["conflicts"]) == 1
     assert api.get(f"/api/events/{series['id']}", headers=owner.headers).json()["version"] == 1
     assert len(api.get("/api/events", headers=owner.headers).json()["items"]) == 2
+
+
+def test_a_series_holds_at_most_a_thousand_exceptions(
+    api: httpx.Client, owner: User, stack: Stack
+) -> None:
+    series = create(
+        api,
+        owner,
+        start="2026-01-01T09:00:00Z",
+        end="2026-01-01T09:15:00Z",
+        is_recurring=True,
+        recurrence_rule="FREQ=DAILY;COUNT=1100",
+    )
+    first = datetime(2026, 1, 1, 9, tzinfo=UTC)
+    day = [rfc3339(first + timedelta(days=n)) for n in range(1001)]
+    full = {recurrence_id: {"status": "cancelled"} for recurrence_id in day[:MAX_EXCEPTIONS]}
+    # A thousand exception writes through the API would take a while: stored as the
+    # event service stores them, with the cached copy dropped.
+    database = stack.env["EVENTHUB_DATABASE_URL"].replace("+psycopg", "")
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE events.events SET overrides = %s::jsonb, version = 2 WHERE id = %s",
+            (json.dumps(full), series["id"]),
+        )
+    cache = redis.Redis.from_url(stack.env["EVENTHUB_REDIS_URL"])
+    cache.delete(f"{stack.env['EVENTHUB_NAMESPACE']}:events:event:{series['id']}")
+    cache.close()
+
+    one_more = api.patch(
+        occurrence_url(series, day[1000]), headers=owner.headers, json={"title": "x"}
+    )
+    assert [e["field"] for e in assert_problem(one_more, 422)["errors"]] == ["overrides"]
+    # Changing one it has is still allowed, and so is dropping one.
+    assert (
+        api.patch(
+            occurrence_url(series, day[5]), headers=owner.headers, json={"title": "x"}
+        ).status_code
+        == 200
+    )
+    assert (
+        api.delete(occurrence_url(series, day[6]) + "/override", headers=owner.headers).status_code
+        == 204
+    )
+    assert api.get(f"/api/events/{series['id']}", headers=owner.headers).json()["version"] == 4
