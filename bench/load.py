@@ -45,6 +45,8 @@ import httpx
 import psycopg
 
 from bench.common import BENCH_SETTINGS, isolated_stack, percentiles
+from bench.exceptions import measure_exceptions
+from bench.exceptions import report as report_exceptions
 from bench.history_lag import LagResult, measure_history_lag
 from bench.load_seed import Seeded, Sizes, seed, settle
 from bench.wrk import Figures, run_wrk
@@ -68,7 +70,11 @@ BACKING = {
     "EVENTHUB_DATABASE_URL": DEFAULT_DATABASE_URL,
     "EVENTHUB_REDIS_URL": DEFAULT_REDIS_URL,
     "EVENTHUB_NATS_URL": DEFAULT_NATS_URL,
+    "EVENTHUB_NAMESPACE": "eventhub",
 }
+# One-month windows the exceptions bench asks each of its two users for.
+EXCEPTION_WINDOWS = 20
+EXCEPTION_WINDOWS_SMOKE = 3
 LAG_EVENTS = 500  # the lag run writes to this many of the heavy user's events in turn
 
 
@@ -464,8 +470,21 @@ def bench_against(
     s2 = next(f for scenario, f in results if scenario.key == "S2")
     wait_for_history(url, seeded)
     lag = history_lag(url, seeded, s2, options, workdir)
+    print("exceptions: expanding series with and without them...", flush=True)
+    excepted = asyncio.run(
+        measure_exceptions(
+            url,
+            backing["EVENTHUB_DATABASE_URL"],
+            backing["EVENTHUB_REDIS_URL"],
+            backing["EVENTHUB_NAMESPACE"],
+            options.sizes.series,
+            EXCEPTION_WINDOWS_SMOKE if options.smoke else EXCEPTION_WINDOWS,
+        )
+    )
     report(references, results, lag, options.smoke)
+    report_exceptions(excepted)
     errors = sum(f.errors for _, f in [*references.rows(), *results]) + lag.errors
+    errors += excepted.errors
     if errors:
         print(f"\nFAILED: {errors} requests failed", file=sys.stderr)
     return 1 if errors else 0

@@ -8,6 +8,7 @@ cache; a listing is one keyset-paged query over the caller's access rows.
 import base64
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -160,6 +161,8 @@ class EventReader:
             rows = await repo.schedules_in_window(
                 conn, uuid.UUID(caller.user_id), role, (start, end), text
             )
+            if missing := _EXPANSIONS.exceptions_missing(rows):
+                _EXPANSIONS.add_exceptions(rows, await repo.exceptions_of(conn, missing))
         found: list[OccurrenceView] = []
         for row in rows:
             expanded = _EXPANSIONS.of(row, start, end, show_cancelled)
@@ -277,13 +280,29 @@ class _ExpansionCache:
     """Occurrences of event versions in windows. Kept, since a version never changes
     and calendars ask for the same weeks and months again and again; expanding a
     thousand series costs more than the rest of the request. A series' exceptions,
-    arranged for expanding (`ExceptionIndex`), are kept by version too: a window not
-    asked before then costs the expansion alone."""
+    arranged for expanding (`ExceptionIndex`), are kept by version too, so that they
+    are read from PostgreSQL and decoded once, not with every window."""
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._kept: OrderedDict[tuple[Any, ...], list[Instance]] = OrderedDict()
-        self._indexes: OrderedDict[tuple[Any, ...], ExceptionIndex] = OrderedDict()
+        self._exceptions: OrderedDict[tuple[Any, ...], ExceptionIndex] = OrderedDict()
+
+    def exceptions_missing(self, rows: Sequence[Any]) -> list[tuple[uuid.UUID, int]]:
+        """(id, version) of the rows with exceptions not kept yet."""
+        return [
+            (row.id, row.version)
+            for row in rows
+            if row.has_exceptions and (row.id, row.version) not in self._exceptions
+        ]
+
+    def add_exceptions(self, rows: Sequence[Any], found: dict[Any, dict[str, Any]]) -> None:
+        """Keep the exceptions `repo.exceptions_of` found for `rows`."""
+        for row in rows:
+            stored = found.get((row.id, row.version))
+            if stored is not None:
+                index = ExceptionIndex(overrides_from_json(stored), row.end_time - row.start_time)
+                _keep(self._exceptions, (row.id, row.version), index, self._size)
 
     def of(
         self, row: Any, window_start: datetime, window_end: datetime, show_cancelled: bool
@@ -296,22 +315,16 @@ class _ExpansionCache:
         schedule: Schedule = make_schedule(
             row.start_time, row.end_time, row.timezone, row.recurrence_rule
         )
-        overrides = self._index(row, schedule) if row.overrides else {}
+        index = self._exceptions.get((row.id, row.version)) if row.has_exceptions else None
+        if row.has_exceptions and index is None:
+            # Changed or deleted since the listing's query (a race with a write, whose
+            # commit retires this listing): answered as read, not kept.
+            return instances(schedule, {}, window_start, window_end)
         found = instances(
-            schedule, overrides, window_start, window_end, show_cancelled=show_cancelled
+            schedule, index or {}, window_start, window_end, show_cancelled=show_cancelled
         )
         _keep(self._kept, key, found, self._size)
         return found
-
-    def _index(self, row: Any, schedule: Schedule) -> ExceptionIndex:
-        key = (row.id, row.version)
-        index = self._indexes.get(key)
-        if index is None:
-            index = ExceptionIndex(overrides_from_json(row.overrides), schedule.duration)
-            _keep(self._indexes, key, index, self._size)
-        else:
-            self._indexes.move_to_end(key)
-        return index
 
 
 def _keep(kept: OrderedDict[Any, Any], key: Any, value: Any, size: int) -> None:

@@ -256,7 +256,7 @@ def _schedules_statement(by_role: bool, matching: bool):  # type: ignore[no-unty
         Event.end_time,
         Event.timezone,
         Event.recurrence_rule,
-        Event.overrides,
+        (Event.overrides != literal_column("'{}'::jsonb")).label("has_exceptions"),
     )
     query = _in_window(_visible(query, by_role))
     return _matching(query) if matching else query
@@ -299,8 +299,8 @@ async def schedules_in_window(
     text_filter: str,
 ) -> Sequence[Row[Any]]:
     """(id, version, title, description, location, start_time, end_time, timezone,
-    recurrence_rule, overrides) of the live events the user holds a role on whose span
-    overlaps the window."""
+    recurrence_rule, has_exceptions) of the live events the user holds a role on whose
+    span overlaps the window."""
     params: dict[str, Any] = {"user_id": user_id, "window": span_range(*window)}
     if role is not None:
         params["role"] = role.value
@@ -308,3 +308,15 @@ async def schedules_in_window(
         params["pattern"] = _text_pattern(text_filter)
     statement = _schedules_statement(role is not None, bool(text_filter))
     return (await conn.execute(statement, params)).all()
+
+
+async def exceptions_of(
+    conn: AsyncConnection, versions: list[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], dict[str, Any]]:
+    """The exceptions of the given event versions still stored, by (id, version)."""
+    ids = [event_id for event_id, _ in versions]
+    rows = await conn.execute(
+        select(Event.id, Event.version, Event.overrides).where(Event.id.in_(ids))
+    )
+    wanted = set(versions)
+    return {(row.id, row.version): row.overrides for row in rows if (row.id, row.version) in wanted}
