@@ -111,7 +111,9 @@ class SeriesEdits:
             stored = checked_overrides(overrides_to_json(overrides), schedule)
             if not allow_conflicts and _occupies_anew(old, new):
                 start, end = effective_times(new, original_start, schedule.duration)
-                await self._refuse_clashes(conn, current, start, end, caller)
+                await _refuse_clashes(
+                    conn, current, await _interval_checked(current, start, end), caller
+                )
             updated = replace(
                 current, overrides=stored, version=current.version + 1, updated_at=utcnow()
             )
@@ -174,14 +176,7 @@ class SeriesEdits:
                 checked = await Checked.of(
                     [new_valid], [new_placement], batch=False, overrides=[handed]
                 )
-                candidates = await write_repo.clash_candidates(
-                    conn,
-                    current.owner_id,
-                    checked.checks,
-                    exclude=current.id,
-                    reader=uuid.UUID(caller.user_id),
-                )
-                await checked.refuse(candidates)
+                await _refuse_clashes(conn, current, checked, caller)
             now = utcnow()
             updated = replace(
                 next_version(current, old_valid.draft), overrides=kept, updated_at=now
@@ -199,27 +194,23 @@ class SeriesEdits:
         await self._cache.put(created.id, created, access)
         return EventView(updated, role), EventView(created, role)
 
-    @staticmethod
-    async def _refuse_clashes(
-        conn: psycopg.AsyncConnection,
-        series: StoredEvent,
-        start: datetime,
-        end: datetime,
-        caller: Caller,
-    ) -> None:
-        """Conflict if [start, end) overlaps another event of the series' owner."""
-        one = Schedule(start, end, ZoneInfo("UTC"))
-        valid = ValidEvent(series.draft(), one)
-        placement = write_repo.Placement(start, end, interval_footprint(start, end))
-        checked = await Checked.of([valid], [placement], batch=False)
-        candidates = await write_repo.clash_candidates(
-            conn,
-            series.owner_id,
-            checked.checks,
-            exclude=series.id,
-            reader=uuid.UUID(caller.user_id),
-        )
-        await checked.refuse(candidates)
+
+async def _refuse_clashes(
+    conn: psycopg.AsyncConnection, series: StoredEvent, checked: Checked, caller: Caller
+) -> None:
+    """Conflict if what `checked` holds overlaps another event of the series' owner
+    (the series never clashes with itself)."""
+    candidates = await write_repo.clash_candidates(
+        conn, series.owner_id, checked.checks, exclude=series.id, reader=uuid.UUID(caller.user_id)
+    )
+    await checked.refuse(candidates)
+
+
+async def _interval_checked(series: StoredEvent, start: datetime, end: datetime) -> Checked:
+    """One occurrence's new time, to check against the owner's calendar."""
+    one = ValidEvent(series.draft(), Schedule(start, end, ZoneInfo("UTC")))
+    placement = write_repo.Placement(start, end, interval_footprint(start, end))
+    return await Checked.of([one], [placement], batch=False)
 
 
 def _series_occurrence(event: StoredEvent, recurrence_id: str) -> datetime:
