@@ -118,12 +118,14 @@ class CheckedSchedule:
         self._budget.spend(len(found))
         if len(found) >= MAX_CHECKED_OCCURRENCES:
             self.window_end = found[-1].end
-        self.occurrences = [Occurrence(o.start, o.end) for o in found]
         self._starts = [o.start for o in found]
-        self._ends = [o.end for o in found]
         if self.overrides is None:
+            self.occurrences: list[Occurrence] = found  # type: ignore[assignment]
+            self._ends: list[datetime] = []
             self._one_duration, self._longest = True, schedule.duration
         else:
+            self.occurrences = [Occurrence(o.start, o.end) for o in found]
+            self._ends = [o.end for o in found]
             durations = {o.end - o.start for o in found}
             self._one_duration = len(durations) <= 1
             self._longest = max(durations, default=timedelta(0))

@@ -24,9 +24,9 @@ OVERRIDE_FIELDS = ("title", "description", "location", "start_time", "end_time")
 _TEXT_FIELDS = ("title", "description", "location")
 _TIME_FIELDS = ("start_time", "end_time")
 _RECURRENCE_ID = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
-    r"(?:(Z)|([+-])(\d{2}):(\d{2}))$",
-    re.IGNORECASE,
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
+    r"(?:(Z)|([+-])(\d{2}):(\d{2}))",
+    re.IGNORECASE | re.ASCII,
 )
 _WALL_CLOCK = ZoneInfo("UTC")
 
@@ -92,7 +92,7 @@ def recurrence_id_text(recurrence_id: datetime) -> str:
 def parse_recurrence_id(text: str) -> datetime | None:
     """The instant of `YYYY-MM-DDTHH:MM:SS` with `Z` or a `±hh:mm` offset, in UTC;
     None if malformed, naive or outside the supported years."""
-    match = _RECURRENCE_ID.match(text)
+    match = _RECURRENCE_ID.fullmatch(text)
     if not match:
         return None
     year, month, day, hour, minute, second, fraction, _, sign, off_h, off_m = match.groups()
@@ -146,7 +146,7 @@ class Instance(NamedTuple):
 
 
 _BY_START = attrgetter("start", "recurrence_id")
-_START = attrgetter("start")
+_NONE_LEFT = (datetime.max.replace(tzinfo=UTC), Override())
 
 
 def effective_times(
@@ -246,21 +246,17 @@ def instances(
     if limit is not None:
         # Generated occurrences left out make room for later ones.
         fetch += sum(not _in_place(o, show_cancelled) for _, o in nearby)
-    found = [
-        Instance(start, start, end, None)
-        for start, end in schedule.occurrences(window_start, window_end, fetch)
-    ]
-    # Both are sorted: found by bisection, not by hashing (slow for aware datetimes).
-    left_out = []
-    for rid, override in nearby:
-        at = bisect_left(found, rid, key=_START)
-        if at < len(found) and found[at].start == rid:
-            if _in_place(override, show_cancelled):
-                found[at] = Instance(rid, rid, found[at].end, override)
-            else:
-                left_out.append(at)
-    for at in reversed(left_out):
-        del found[at]
+    # Both are sorted by start: merged, not looked up (hashing aware datetimes is slow).
+    found = []
+    pending = iter(nearby)
+    rid, override = next(pending, _NONE_LEFT)
+    for start, end in schedule.occurrences(window_start, window_end, fetch):
+        while rid < start:
+            rid, override = next(pending, _NONE_LEFT)
+        if rid != start:
+            found.append(Instance(start, start, end, None))
+        elif _in_place(override, show_cancelled):
+            found.append(Instance(start, start, end, override))
     for instance in moved:
         insort(found, instance, key=_BY_START)
     return found if limit is None else found[:limit]
@@ -275,7 +271,8 @@ def is_generated(schedule: Schedule, recurrence_id: datetime) -> bool:
     """Whether the rule generates an occurrence starting exactly at recurrence_id."""
     if schedule.rule is None:
         return recurrence_id == schedule.start
-    nearby = schedule.occurrences(recurrence_id, recurrence_id + timedelta(microseconds=1))
+    instant = timedelta(microseconds=1)
+    nearby = schedule.occurrences(recurrence_id - instant, recurrence_id + instant)
     return any(occurrence.start == recurrence_id for occurrence in nearby)
 
 
