@@ -136,10 +136,11 @@ class SeriesEdits:
         allow_conflicts: bool,
         expected_version: int | None,
     ) -> tuple[EventView, EventView]:
-        """ "This and following": the series ends before its occurrence `split_at`, and
-        a new series (same owner, a copy of the access list) goes on from there with
-        `changes` applied and the exceptions from there on, all in one transaction.
-        The series' history records the split; the new one's starts at version 1."""
+        """Split the series at its occurrence `split_at` ("this and following"): it ends
+        before it, and a new series (same owner, a copy of the access list) goes on
+        from there with `changes` applied and the exceptions from there on, all in one
+        transaction. The series' history records the split; the new one's starts at
+        version 1."""
         seen = await self._reads.get(caller, event_id)
         _split_point(seen.event, split_at)  # 422 before taking locks
         async with pipelined_transaction(self._writes) as conn:

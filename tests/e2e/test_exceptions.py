@@ -635,3 +635,34 @@ def test_a_series_holds_at_most_a_thousand_exceptions(
         == 204
     )
     assert api.get(f"/api/events/{series['id']}", headers=owner.headers).json()["version"] == 4
+
+
+def test_a_listings_window_selects_by_effective_times(api: httpx.Client, owner: User) -> None:
+    series = create(
+        api,
+        owner,
+        start="2026-03-02T14:00:00Z",
+        end="2026-03-02T15:00:00Z",
+        is_recurring=True,
+        recurrence_rule="FREQ=WEEKLY;COUNT=2",
+    )
+    # Its second occurrence moves from 9 March to 20 March, after the rule's last.
+    moved = {"start_time": "2026-03-20T10:00:00Z", "end_time": "2026-03-20T11:00:00Z"}
+    assert (
+        api.patch(
+            occurrence_url(series, "2026-03-09T14:00:00Z"), headers=owner.headers, json=moved
+        ).status_code
+        == 200
+    )
+
+    def listed(start: str, end: str) -> list[str]:
+        response = api.get(
+            "/api/events", headers=owner.headers, params={"start": start, "end": end}
+        )
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert listed("2026-03-19T00:00:00Z", "2026-03-21T00:00:00Z") == [series["id"]]
+    assert listed("2026-03-09T00:00:00Z", "2026-03-10T00:00:00Z") == []
+    api.delete(occurrence_url(series, "2026-03-02T14:00:00Z"), headers=owner.headers)
+    assert listed("2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z") == []
