@@ -666,3 +666,47 @@ def test_a_listings_window_selects_by_effective_times(api: httpx.Client, owner: 
     assert listed("2026-03-09T00:00:00Z", "2026-03-10T00:00:00Z") == []
     api.delete(occurrence_url(series, "2026-03-02T14:00:00Z"), headers=owner.headers)
     assert listed("2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z") == []
+
+
+def test_a_moved_series_keeps_the_times_an_exception_set_itself(
+    api: httpx.Client, owner: User
+) -> None:
+    series = weekly_series(api, owner)
+    own_time = {"start_time": "2026-03-09T18:00:00Z", "end_time": "2026-03-09T19:00:00Z"}
+    api.patch(occurrence_url(series), headers=owner.headers, json=own_time)
+    api.delete(occurrence_url(series, "2026-03-16T13:00:00Z"), headers=owner.headers)
+    # 09:00 in Chicago instead of New York: each exception goes to the occurrence on
+    # its local date (9 and 16 March), the moved one keeping its own times.
+    later = api.patch(
+        f"/api/events/{series['id']}",
+        headers=owner.headers,
+        json={
+            "timezone": "America/Chicago",
+            "start_time": "2026-03-02T15:00:00Z",
+            "end_time": "2026-03-02T16:00:00Z",
+        },
+    )
+    assert later.status_code == 200, later.text
+    assert later.json()["overrides"] == {
+        "2026-03-09T14:00:00Z": own_time,
+        "2026-03-16T14:00:00Z": {"status": "cancelled"},
+    }
+    listed = occurrences(api, owner, series)
+    assert [(o["recurrence_id"], o["start_time"]) for o in listed] == [
+        ("2026-03-02T15:00:00Z", "2026-03-02T15:00:00Z"),
+        ("2026-03-09T14:00:00Z", "2026-03-09T18:00:00Z"),
+    ]
+
+
+def test_occurrences_at_the_same_time_sort_by_recurrence_id(api: httpx.Client, owner: User) -> None:
+    series = weekly_series(api, owner)
+    # The second occurrence moves onto the first's time: a tie, broken by recurrence id.
+    onto_first = {"start_time": "2026-03-02T14:00:00Z", "end_time": "2026-03-02T15:00:00Z"}
+    moved = api.patch(occurrence_url(series), headers=owner.headers, json=onto_first)
+    assert moved.status_code == 200, moved.text  # a series never clashes with itself
+    listed = occurrences(api, owner, series)
+    assert [(o["start_time"], o["recurrence_id"]) for o in listed] == [
+        ("2026-03-02T14:00:00Z", "2026-03-02T14:00:00Z"),
+        ("2026-03-02T14:00:00Z", SECOND),
+        ("2026-03-16T13:00:00Z", "2026-03-16T13:00:00Z"),
+    ]
