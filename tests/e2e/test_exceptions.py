@@ -13,7 +13,7 @@ import redis
 
 from common.timeutil import rfc3339
 from event_service.domain.exceptions import MAX_EXCEPTIONS
-from scripts.stack import Stack
+from scripts.stack import Stack, wait_until
 from tests.conftest import User
 from tests.e2e.helpers import assert_problem
 from tests.e2e.test_events import create
@@ -450,7 +450,7 @@ def test_moving_the_series_carries_exceptions_to_the_same_local_date(
 
 
 def test_this_and_following_splits_the_series_in_two(
-    api: httpx.Client, owner: User, make_user: Callable[..., User]
+    api: httpx.Client, owner: User, make_user: Callable[..., User], stack: Stack
 ) -> None:
     from tests.e2e.test_events import share
 
@@ -512,6 +512,21 @@ def test_this_and_following_splits_the_series_in_two(
             "items"
         ]
     ] == [1]
+    # The audit trail records the copied grants as the new series' access list.
+    database = stack.env["EVENTHUB_DATABASE_URL"].replace("+psycopg", "")
+
+    def audited() -> list[tuple]:
+        with psycopg.connect(database) as conn:
+            return conn.execute(
+                "SELECT sequence, user_id::text, role FROM sharing.permission_changes"
+                " WHERE event_id = %s ORDER BY sequence",
+                (created["id"],),
+            ).fetchall()
+
+    wait_until(lambda: len(audited()) == 2, 15, "the audit records of the new series")
+    assert sorted((user, role) for _, user, role in audited()) == sorted(
+        [(owner.id, "owner"), (editor.id, "editor")]
+    )
     last = changelog(api, owner, series)[-1]
     assert last["changes"]["recurrence_rule"] == {
         "old": "FREQ=WEEKLY;BYDAY=MO;COUNT=6",
