@@ -52,7 +52,10 @@ class Event(Base):
     # the cache keep the newest, and the sharing service changes access optimistically.
     access_version: Mapped[int] = mapped_column(BigInteger)
     # A series' exceptions, {recurrence id: override}, as `domain.exceptions` writes
-    # them: read, written, cached and versioned with the series, never apart from it.
+    # them (at most 1,000). A map on the series rather than a row per exception: every
+    # expansion, conflict check and cached copy needs all of them with the rule, every
+    # exception write is a version of the series under its row lock, and history
+    # snapshots and rollbacks carry them whole.
     overrides: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
 
 
