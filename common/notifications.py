@@ -25,6 +25,16 @@ EDITABLE_FIELDS = (
 )
 
 
+def exception_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`overrides.<recurrence id>` for each exception of a series that differs
+    between two of its `overrides` maps, old and new (`None`: it has none)."""
+    return {
+        f"overrides.{key}": {"old": old.get(key), "new": new.get(key)}
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    }
+
+
 class EventChange(BaseModel):
     """One version of an event, as the event service commits it."""
 

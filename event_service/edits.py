@@ -15,7 +15,13 @@ from common.tokens import Caller
 from event_service import write_repo
 from event_service.checks import beside_the_loop
 from event_service.domain.events import EventDraft, ValidEvent, validate
-from event_service.domain.exceptions import MAX_EXCEPTIONS, effective_times, overrides_from_json
+from event_service.domain.exceptions import (
+    MAX_EXCEPTIONS,
+    carried_overrides,
+    effective_times,
+    overrides_from_json,
+    overrides_to_json,
+)
 from event_service.domain.recurrence import (
     RuleError,
     Schedule,
@@ -79,6 +85,23 @@ def next_version(current: StoredEvent, draft: EventDraft) -> StoredEvent:
         version=current.version + 1,
         updated_at=utcnow(),
     )
+
+
+def carried(
+    overrides: dict[str, dict[str, Any]],
+    before: EventDraft,
+    before_schedule: Schedule,
+    after: ValidEvent,
+) -> dict[str, dict[str, Any]]:
+    """An event's exceptions after a change of its fields: kept while the schedule
+    stays; else each carried to the new schedule's occurrence on the same local date,
+    or dropped (`domain.exceptions.carried_overrides`)."""
+    if not overrides or before.same_schedule(after.draft):
+        return overrides
+    moved, _dropped = carried_overrides(
+        before_schedule, after.schedule, overrides_from_json(overrides)
+    )
+    return overrides_to_json(moved)
 
 
 def checked_overrides(

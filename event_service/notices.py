@@ -14,6 +14,7 @@ from common.notifications import (
     EventChange,
     change_msg_id,
     event_subject,
+    exception_changes,
 )
 from common.roles import Role
 from common.timeutil import rfc3339
@@ -33,15 +34,6 @@ def changes_between(old: EventDraft, new: EventDraft) -> Changes:
         name: {"old": json_value(getattr(old, name)), "new": json_value(getattr(new, name))}
         for name in EDITABLE_FIELDS
         if getattr(old, name) != getattr(new, name)
-    }
-
-
-def exception_changes(old: dict[str, Any], new: dict[str, Any]) -> Changes:
-    """`overrides.<recurrence id>` for each exception that differs (`None`: none)."""
-    return {
-        f"overrides.{key}": {"old": old.get(key), "new": new.get(key)}
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key)
     }
 
 

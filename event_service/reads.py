@@ -27,6 +27,7 @@ from event_service.domain.events import event_uuid, make_schedule
 from event_service.domain.exceptions import (
     ExceptionIndex,
     Instance,
+    SeriesValues,
     effective_times,
     instances,
     is_generated,
@@ -242,35 +243,24 @@ def occurrence_id(event: StoredEvent, recurrence_id: str) -> datetime:
     return original_start
 
 
-class _Values(NamedTuple):
-    title: str
-    description: str
-    location: str
-
-
 def _views(event_id: str, series: Any, found: list[Instance]) -> list[OccurrenceView]:
     """`found` in the API's terms: an override's values over the series'; a cancelled
     occurrence with the series' values at its original time."""
-    values = _Values(series.title, series.description, series.location)
+    values = SeriesValues(series.title, series.description, series.location)
     views = []
     for instance in found:
-        override = instance.override
-        shown = values
-        if override is not None and not override.cancelled:
-            shown = _Values(
-                values.title if override.title is None else override.title,
-                values.description if override.description is None else override.description,
-                values.location if override.location is None else override.location,
-            )
+        shown = values.under(instance.override)
         views.append(
             OccurrenceView(
                 instance.start,
                 instance.recurrence_id,
                 event_id,
                 instance.end,
-                *shown,
+                shown.title,
+                shown.description,
+                shown.location,
                 instance.cancelled,
-                override is not None and not override.cancelled,
+                instance.override is not None and not instance.cancelled,
             )
         )
     return views

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from common import outbox
 from common.db import pipelined_transaction
 from common.errors import InvalidArgument, NotFound, PermissionDenied
+from common.notifications import exception_changes
 from common.timeutil import utcnow
 from common.tokens import Caller
 from event_service import write_repo
@@ -27,7 +28,6 @@ from event_service.domain.events import ValidEvent, make_schedule
 from event_service.domain.exceptions import (
     Override,
     SeriesValues,
-    carried_overrides,
     effective_times,
     is_generated,
     merged_override,
@@ -40,6 +40,7 @@ from event_service.domain.exceptions import (
 from event_service.domain.recurrence import Schedule, interval_footprint
 from event_service.edits import (
     ROLE_TOO_LOW,
+    carried,
     check_version,
     checked_overrides,
     lock_with_role,
@@ -51,7 +52,7 @@ from event_service.edits import (
 )
 from event_service.models import StoredEvent
 from event_service.models import outbox as outbox_table
-from event_service.notices import exception_changes, split_messages
+from event_service.notices import split_messages
 from event_service.reads import EventReader, EventView, OccurrenceView, occurrence_id
 from event_service.repo import AccessList
 from event_service.service import EventService
@@ -164,18 +165,19 @@ class SeriesEdits:
             )
             old_valid, old_placement = await validated(old_draft)
             new_valid, new_placement = await validated(base.merged(changes))
-            if not base.same_schedule(new_valid.draft):
-                handed, _dropped = carried_overrides(
-                    make_schedule(at, at + schedule.duration, base.timezone, new_rule),
-                    new_valid.schedule,
-                    handed,
-                )
-            new_overrides = checked_overrides(overrides_to_json(handed), new_valid.schedule)
+            base_schedule = make_schedule(at, at + schedule.duration, base.timezone, new_rule)
+            new_overrides = checked_overrides(
+                carried(overrides_to_json(handed), base, base_schedule, new_valid),
+                new_valid.schedule,
+            )
             new_placement = widened(new_placement, new_valid.schedule, new_overrides)
             old_placement = widened(old_placement, old_valid.schedule, kept)
             if not allow_conflicts:
                 checked = await Checked.of(
-                    [new_valid], [new_placement], batch=False, overrides=[handed]
+                    [new_valid],
+                    [new_placement],
+                    batch=False,
+                    overrides=[overrides_from_json(new_overrides)],
                 )
                 await _refuse_clashes(conn, current, checked, caller)
             now = utcnow()

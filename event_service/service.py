@@ -26,6 +26,7 @@ from common.errors import (
 from common.idempotency import IdempotentWrite, in_progress
 from common.notifications import (
     ChangeType,
+    exception_changes,
 )
 from common.roles import Role
 from common.timeutil import utcnow
@@ -53,9 +54,7 @@ from event_service.domain.events import (
     validate_all,
 )
 from event_service.domain.exceptions import (
-    carried_overrides,
     overrides_from_json,
-    overrides_to_json,
 )
 from event_service.domain.recurrence import (
     Schedule,
@@ -63,6 +62,7 @@ from event_service.domain.recurrence import (
 )
 from event_service.edits import (
     ROLE_TOO_LOW,
+    carried,
     check_version,
     checked_overrides,
     lock_with_role,
@@ -81,7 +81,6 @@ from event_service.notices import (
     change_messages,
     changes_between,
     creation_messages,
-    exception_changes,
 )
 from event_service.reads import EventReader, EventView
 
@@ -430,7 +429,7 @@ class EventService:
             check_version(current, expected_version)
             overrides = change.overrides
             if overrides is None:
-                overrides = _carried(current, valid)
+                overrides = carried(current.overrides, current.draft(), current.schedule(), valid)
             overrides = checked_overrides(overrides, valid.schedule)
             changes = changes_between(current.draft(), valid.draft) | exception_changes(
                 current.overrides, overrides
@@ -539,20 +538,6 @@ def _sort_out(
                 continue
         accepted.append(index)
     return refused, accepted
-
-
-def _carried(current: StoredEvent, valid: ValidEvent) -> dict[str, dict[str, Any]]:
-    """The event's exceptions after a change of its fields: kept while the schedule
-    stays; carried to the new schedule's occurrence on the same local date (dropped
-    if there is none or several) when it moves; none once it is no series."""
-    if not current.overrides or current.draft().same_schedule(valid.draft):
-        return current.overrides
-    if not valid.schedule.is_series:
-        return {}
-    moved, _dropped = carried_overrides(
-        current.schedule(), valid.schedule, overrides_from_json(current.overrides)
-    )
-    return overrides_to_json(moved)
 
 
 @dataclass(frozen=True, slots=True)

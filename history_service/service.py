@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.db import pooled_connection
 from common.errors import EVENT_NOT_FOUND, InvalidArgument, NotFound, PermissionDenied, Unavailable
-from common.notifications import EDITABLE_FIELDS
+from common.notifications import EDITABLE_FIELDS, exception_changes
 from common.paging import items_within
 from common.roles import Role
 from common.timeutil import to_timestamp
@@ -97,13 +97,7 @@ class HistoryService:
             for field in EDITABLE_FIELDS
             if getattr(old_fields, field) != getattr(new_fields, field)
         }
-        old_exceptions, new_exceptions = old_fields.overrides, new_fields.overrides
-        for key in sorted(old_exceptions.keys() | new_exceptions.keys()):
-            if old_exceptions.get(key) != new_exceptions.get(key):
-                changes[f"overrides.{key}"] = {
-                    "old": old_exceptions.get(key),
-                    "new": new_exceptions.get(key),
-                }
+        changes |= exception_changes(old_fields.overrides, new_fields.overrides)
         return VersionDiff(str(access.event_id), from_version, to_version, changes)
 
     async def rollback(

@@ -284,6 +284,17 @@ class SeriesValues:
     description: str
     location: str
 
+    def under(self, override: Override | None) -> "SeriesValues":
+        """An occurrence's values: its override's over the series' (a cancelled one
+        shows the series')."""
+        if override is None or override.cancelled:
+            return self
+        return SeriesValues(
+            self.title if override.title is None else override.title,
+            self.description if override.description is None else override.description,
+            self.location if override.location is None else override.location,
+        )
+
 
 def merged_override(
     existing: Override | None,

@@ -48,6 +48,7 @@ WindowStart = Annotated[
 WindowEnd = Annotated[
     Timestamp | None, Query(description="Only occurrences starting before this instant")
 ]
+_OccurrenceChange = events_pb2.ChangeOccurrenceRequest
 ShowCancelled = Annotated[
     bool,
     Query(description="List cancelled occurrences too (at their original time, series values)"),
@@ -413,18 +414,10 @@ async def update_occurrence(
     `If-Match` and `ETag` are the series'."""
     if null_fields := body.null_fields():
         raise InvalidArgument([{"field": f, "message": "may not be null"} for f in null_fields])
-    return await _change_occurrence(
-        gateway,
-        if_match,
-        events_pb2.ChangeOccurrenceRequest(
-            event_id=event_id,
-            recurrence_id=recurrence_id,
-            action=events_pb2.ChangeOccurrenceRequest.ACTION_CHANGE,
-            patch=body.to_proto(),
-            allow_conflicts=body.allow_conflicts,
-        ),
-        with_body=True,
-    )
+    request = _occurrence_request(event_id, recurrence_id, _OccurrenceChange.ACTION_CHANGE)
+    request.patch.CopyFrom(body.to_proto())
+    request.allow_conflicts = body.allow_conflicts
+    return await _change_occurrence(gateway, if_match, request, with_body=True)
 
 
 @router.delete(
@@ -444,15 +437,8 @@ async def cancel_occurrence(
 ) -> Response:
     """Cancel one occurrence of a series (RFC 5545 EXDATE; editors and owners); it
     drops the occurrence's changed values. Undo with `DELETE .../override`."""
-    return await _change_occurrence(
-        gateway,
-        if_match,
-        events_pb2.ChangeOccurrenceRequest(
-            event_id=event_id,
-            recurrence_id=recurrence_id,
-            action=events_pb2.ChangeOccurrenceRequest.ACTION_CANCEL,
-        ),
-    )
+    request = _occurrence_request(event_id, recurrence_id, _OccurrenceChange.ACTION_CANCEL)
+    return await _change_occurrence(gateway, if_match, request)
 
 
 @router.delete(
@@ -475,22 +461,23 @@ async def restore_occurrence(
 ) -> Response:
     """Drop one occurrence's exception (a change or a cancellation): it happens as the
     rule says again. 404 if it has none."""
-    return await _change_occurrence(
-        gateway,
-        if_match,
-        events_pb2.ChangeOccurrenceRequest(
-            event_id=event_id,
-            recurrence_id=recurrence_id,
-            action=events_pb2.ChangeOccurrenceRequest.ACTION_RESTORE,
-            allow_conflicts=allow_conflicts,
-        ),
+    request = _occurrence_request(event_id, recurrence_id, _OccurrenceChange.ACTION_RESTORE)
+    request.allow_conflicts = allow_conflicts
+    return await _change_occurrence(gateway, if_match, request)
+
+
+def _occurrence_request(event_id: str, recurrence_id: str, action: int) -> _OccurrenceChange:
+    return _OccurrenceChange(
+        event_id=event_id,
+        recurrence_id=recurrence_id,
+        action=action,  # type: ignore[arg-type]
     )
 
 
 async def _change_occurrence(
     gateway: Gateway,
     if_match: str | None,
-    request: events_pb2.ChangeOccurrenceRequest,
+    request: _OccurrenceChange,
     with_body: bool = False,
 ) -> Response:
     await apply_if_match(request, if_match, request.event_id, gateway)
