@@ -6,8 +6,10 @@ that relays and retries deduplicate.
 """
 
 import uuid
+from collections.abc import Iterable
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel
 
 ChangeType = Literal["created", "updated", "rolled_back", "deleted"]
@@ -108,5 +110,47 @@ def access_subject(namespace: str, event_id: str = "*") -> str:
     return f"{namespace}.events.access.{event_id}"
 
 
+def feed_subject(namespace: str, user_id: str = "*") -> str:
+    """One user's change feed (`FeedNotice`s), on the event stream too: the change
+    stream replays a user's feed from it by subject."""
+    return f"{namespace}.events.feed.{user_id}"
+
+
 def event_stream_subjects(namespace: str) -> list[str]:
-    return [event_subject(namespace, "*"), access_subject(namespace, "*")]
+    return [
+        event_subject(namespace, "*"),
+        access_subject(namespace, "*"),
+        feed_subject(namespace, "*"),
+    ]
+
+
+FeedKind = Literal["changed", "deleted", "shared", "access_lost"]
+
+
+class FeedNotice(BaseModel):
+    """What one user's change stream says about one change (`event` names the kind;
+    the rest is the message's data, as the REST contract's change stream defines it).
+    The event service queues one per user who may see the change, in its transaction."""
+
+    event: FeedKind
+    event_id: str
+    version: int
+    change_type: str
+    actor_id: str
+    occurred_at: str
+
+    def data(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"event"})
+
+
+def feed_messages(
+    namespace: str, notice: FeedNotice, readers: Iterable[uuid.UUID], key: str
+) -> list[tuple[str, str, bytes]]:
+    """`notice` as outbox messages to the change stream of each reader; `key` names
+    the change within the event (its version, or `access:<access version>`), so that
+    repeats deduplicate."""
+    payload = orjson.dumps(notice.model_dump())
+    return [
+        (feed_subject(namespace, str(user)), f"{user}:{notice.event_id}:{key}", payload)
+        for user in readers
+    ]

@@ -25,7 +25,14 @@ from common.errors import (
     PreconditionFailed,
 )
 from common.idempotency import IdempotentWrite
-from common.notifications import AccessChange, AccessChanged, access_subject
+from common.notifications import (
+    AccessChange,
+    AccessChanged,
+    FeedKind,
+    FeedNotice,
+    access_subject,
+    feed_messages,
+)
 from common.roles import Role
 from common.timeutil import rfc3339, utcnow
 from common.tokens import Caller
@@ -137,19 +144,44 @@ class AccessService:
             if Role.OWNER not in roles.values():
                 raise Conflict(LAST_OWNER)
             version = notices[-1].sequence
-            await repo.save_access(conn, parsed, version, granted, revoked)
-            message = access_notification(self._namespace, parsed, caller.user_id, now, notices)
-            await outbox.enqueue_many(conn, outbox_table, [message])
+            await repo.save_access(
+                conn, parsed, version, granted, revoked, current.event_version, now
+            )
+            messages = [
+                access_notification(self._namespace, parsed, caller.user_id, now, notices),
+                *self._feed(current, notices, caller.user_id, now),
+            ]
+            await outbox.enqueue_many(conn, outbox_table, messages)
             changed = await repo.get_access(conn, parsed)
             assert changed is not None
             if once:
                 await once.record(conn, changed)
-        self._publish([message])
+        self._publish(messages)
         cached = AccessList(version, {str(user): role for user, role in roles.items()})
         await self._cache.put(
             parsed, None, cached, retiring={e.user_id for e in current.entries} | roles.keys()
         )
         return changed
+
+    def _feed(
+        self, current: EventAccessRows, notices: list[AccessChange], actor: str, now: datetime
+    ) -> list[outbox.Message]:
+        """The change-stream message of each user whose role changed: `shared` for a
+        role given or changed, `access_lost` for one taken away."""
+        messages = []
+        for change in notices:
+            kind: FeedKind = "shared" if change.role is not None else "access_lost"
+            notice = FeedNotice(
+                event=kind,
+                event_id=str(current.event_id),
+                version=current.event_version,
+                change_type=kind,
+                actor_id=actor,
+                occurred_at=rfc3339(now),
+            )
+            user = uuid.UUID(change.user_id)
+            messages += feed_messages(self._namespace, notice, [user], f"access:{change.sequence}")
+        return messages
 
 
 def _apply(

@@ -18,6 +18,7 @@ from event_service.reads import EventReader
 from event_service.series_edits import SeriesEdits
 from event_service.service import EventService
 from event_service.servicer import EventServicer
+from event_service.sync import SyncReader, SyncTokens, purge_lost_access
 from eventhub.events.v1 import events_pb2, events_pb2_grpc
 
 
@@ -55,17 +56,19 @@ async def run(wiring: Wiring[EventSettings]) -> None:
     series = SeriesEdits(settings.namespace, writes, reader, cache, service)
     access = AccessService(settings.namespace, engine, cache, relay.committed)
     keys = IdempotencyKeys(idempotency_keys, settings.idempotency_ttl)
+    sync = SyncReader(engine, SyncTokens(settings.internal_service_key()))
     relay.start()
     wiring.on_stop(relay.close)
     wiring.in_background(
         keys.purge_expired(lambda: pipelined_transaction(writes)), "idempotency-key-purge"
     )
+    wiring.in_background(purge_lost_access(engine), "lost-access-purge")
 
     await wiring.serve(
         events_pb2,
         "EventService",
         events_pb2_grpc.add_EventServiceServicer_to_server,
-        EventServicer(reader, service, series, access, keys, services),
+        EventServicer(reader, service, series, access, keys, services, sync),
         verifier,
     )
 

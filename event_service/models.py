@@ -4,9 +4,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Text, text
 from sqlalchemy.dialects.postgresql import INT4MULTIRANGE, JSONB, TSTZRANGE, Range
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from common.db import service_metadata
 from common.idempotency import idempotency_table
@@ -21,6 +22,21 @@ SCHEMA = "events"
 
 class Base(DeclarativeBase):
     metadata = service_metadata(SCHEMA)
+
+
+class TransactionId(UserDefinedType[int]):
+    """PostgreSQL's `xid8`: a transaction's id, never reused, growing with time."""
+
+    cache_ok = True
+
+    def get_col_spec(self) -> str:
+        return "xid8"
+
+
+def changed_in_column() -> Mapped[int]:
+    """The transaction that last changed the row's user's view of the event; syncs
+    page by it (`event_service.sync`)."""
+    return mapped_column(TransactionId(), server_default=text("pg_current_xact_id()"))
 
 
 class Event(Base):
@@ -77,6 +93,7 @@ class EventAccess(Base):
     granted_by: Mapped[uuid.UUID]
     granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     event_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    changed_in: Mapped[int] = changed_in_column()
 
     __table_args__ = (
         CheckConstraint("role IN ('owner', 'editor', 'viewer')", name="role"),
@@ -87,6 +104,26 @@ class EventAccess(Base):
             event_id.desc(),
             postgresql_include=["role"],
         ),
+        Index("ix_event_access_user_changes", "user_id", "changed_in", "event_id"),
+    )
+
+
+class AccessLost(Base):
+    """A user whose role on an event was taken away, at the event's `version` then:
+    kept a while (`event_service.sync.KEEP_LOST_ACCESS`) so that the user's next
+    sync learns it; gone again if the user is given a role back."""
+
+    __tablename__ = "access_lost"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    lost_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    changed_in: Mapped[int] = changed_in_column()
+
+    __table_args__ = (
+        Index("ix_access_lost_user_changes", "user_id", "changed_in", "event_id"),
+        Index("ix_access_lost_lost_at", "lost_at"),
     )
 
 

@@ -2,6 +2,7 @@
 history, and one per access-list change for the audit trail."""
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -12,9 +13,12 @@ from common.notifications import (
     AccessChange,
     ChangeType,
     EventChange,
+    FeedKind,
+    FeedNotice,
     change_msg_id,
     event_subject,
     exception_changes,
+    feed_messages,
 )
 from common.roles import Role
 from common.timeutil import rfc3339
@@ -27,6 +31,39 @@ from event_service.models import StoredEvent
 FIRST_ACCESS_VERSION = 1
 
 Changes = dict[str, dict[str, Any]]  # {field: {"old", "new"}}
+
+
+def change_feed_notice(event: StoredEvent, change_type: ChangeType, actor_id: str) -> FeedNotice:
+    """A version of an event, as its readers' change streams announce it."""
+    kind: FeedKind = "deleted" if change_type == "deleted" else "changed"
+    return FeedNotice(
+        event=kind,
+        event_id=str(event.id),
+        version=event.version,
+        change_type=change_type,
+        actor_id=actor_id,
+        occurred_at=rfc3339(event.updated_at),
+    )
+
+
+def change_feed(
+    namespace: str,
+    changes: list[tuple[StoredEvent, ChangeType, Changes]],
+    readers: Iterable[uuid.UUID],
+    caller: Caller,
+) -> list[outbox.Message]:
+    """The change-stream messages of committed changes to the readers of the events."""
+    readers = list(readers)
+    return [
+        message
+        for event, change_type, _ in changes
+        for message in feed_messages(
+            namespace,
+            change_feed_notice(event, change_type, caller.user_id),
+            readers,
+            str(event.version),
+        )
+    ]
 
 
 def changes_between(old: EventDraft, new: EventDraft) -> Changes:
@@ -74,10 +111,15 @@ def creation_messages(
     list (its owner's grant, change 1)."""
     created = [(event, "created", created_changes(event)) for event in events]
     grant = AccessChange(user_id=caller.user_id, role=Role.OWNER, sequence=FIRST_ACCESS_VERSION)
-    return change_messages(namespace, created, caller) + [
-        access_notification(namespace, event.id, caller.user_id, event.created_at, [grant])
-        for event in events
-    ]
+    owner = [uuid.UUID(caller.user_id)]
+    return (
+        change_messages(namespace, created, caller)
+        + [
+            access_notification(namespace, event.id, caller.user_id, event.created_at, [grant])
+            for event in events
+        ]
+        + change_feed(namespace, created, owner, caller)
+    )
 
 
 def split_messages(
@@ -99,6 +141,10 @@ def split_messages(
         AccessChange(user_id=str(user), role=role, sequence=sequence)
         for sequence, (user, role) in enumerate(roles, start=1)
     ]
-    return change_messages(
-        namespace, [(updated, "updated", changed), (created, "created", new)], caller
-    ) + [access_notification(namespace, created.id, caller.user_id, created.created_at, grants)]
+    readers = [user for user, _ in roles]
+    versions = [(updated, "updated", changed), (created, "created", new)]
+    return (
+        change_messages(namespace, versions, caller)
+        + [access_notification(namespace, created.id, caller.user_id, created.created_at, grants)]
+        + change_feed(namespace, versions, readers, caller)
+    )

@@ -57,6 +57,8 @@ class EventView:
 class EventPage:
     items: list[EventView]
     next_cursor: str
+    # On the last page of an unfiltered listing: where a sync goes on from.
+    sync_horizon: int | None = None
 
 
 class OccurrenceView(NamedTuple):
@@ -113,17 +115,22 @@ class EventReader:
         errors = _window_errors(query.start, query.end, required=False)
         if not 1 <= limit <= MAX_PAGE_SIZE:
             errors.append({"field": "limit", "message": f"must be 1 to {MAX_PAGE_SIZE}"})
-        after = None
+        after = horizon = None
         if query.cursor:
-            after = _decode_cursor(query.cursor)
-            if after is None:
+            decoded = _decode_cursor(query.cursor)
+            if decoded is None:
                 errors.append({"field": "cursor", "message": "is not a cursor this API issued"})
+            else:
+                after, horizon = decoded
         if errors:
             raise InvalidArgument(errors)
         window = (query.start, query.end) if query.start or query.end else None
+        syncable = window is None and not query.text and query.role is None
         fetch = limit + 1
         found: list[tuple[StoredEvent, Role]] = []
         async with self._engine.connect() as conn:
+            if syncable and after is None:
+                horizon = await repo.sync_horizon(conn)
             while len(found) <= limit:
                 batch = await repo.list_page(
                     conn,
@@ -141,8 +148,11 @@ class EventReader:
                 after = (last.created_at, last.id)
         page = found[:limit]
         page = page[: items_within(event.answer_bytes() for event, _ in page)]
-        next_cursor = _encode_cursor(page[-1][0]) if len(found) > len(page) else ""
-        return EventPage([EventView(e, r) for e, r in page], next_cursor)
+        views = [EventView(e, r) for e, r in page]
+        horizon = horizon if syncable else None
+        if len(found) > len(page):
+            return EventPage(views, _encode_cursor(page[-1][0], horizon))
+        return EventPage(views, "", horizon)
 
     async def expand(
         self,
@@ -361,17 +371,21 @@ def _occurs_in(event: StoredEvent, start: datetime | None, end: datetime | None)
     return bool(instances(event.schedule(), overrides, start, end or _FAR_FUTURE, limit=1))
 
 
-def _encode_cursor(event: StoredEvent) -> str:
+def _encode_cursor(event: StoredEvent, horizon: int | None) -> str:
+    """The position after `event`, with the sync horizon of the listing's first page
+    (see `EventPage.sync_horizon`) if it has one."""
     micros = (event.created_at - _EPOCH) // timedelta(microseconds=1)
-    raw = f"{micros}:{event.id.hex}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    raw = f"{micros}:{event.id.hex}" + (f":{horizon}" if horizon is not None else "")
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
+def _decode_cursor(cursor: str) -> tuple[tuple[datetime, uuid.UUID], int | None] | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        micros, event_id = raw.split(":")
+        micros, event_id, *horizon = raw.split(":")
         created_at = _EPOCH + timedelta(microseconds=int(micros))
-        return created_at, uuid.UUID(hex=event_id)
+        if len(horizon) > 1 or (horizon and not horizon[0].isdigit()):
+            return None
+        return (created_at, uuid.UUID(hex=event_id)), int(horizon[0]) if horizon else None
     except (ValueError, UnicodeDecodeError, OverflowError):
         return None

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.roles import Role
-from event_service.models import Event, EventAccess, StoredEvent
+from event_service.models import AccessLost, Event, EventAccess, StoredEvent
 
 _EVENT_COLUMNS = (
     Event.id,
@@ -139,6 +139,7 @@ class EventAccessRows:
     version: int
     created_at: datetime
     entries: list[AccessEntry]
+    event_version: int
 
     def role_of(self, user_id: uuid.UUID) -> Role | None:
         return next((e.role for e in self.entries if e.user_id == user_id), None)
@@ -149,7 +150,9 @@ async def get_access(
 ) -> EventAccessRows | None:
     """A live event's access list; with `lock`, the event row stays locked until
     commit, which serialises changes of its access list."""
-    query = select(Event.access_version, Event.created_at).where(Event.id == event_id, _LIVE)
+    query = select(Event.access_version, Event.created_at, Event.version).where(
+        Event.id == event_id, _LIVE
+    )
     head = (await conn.execute(query.with_for_update() if lock else query)).first()
     if head is None:
         return None
@@ -163,7 +166,7 @@ async def get_access(
         ).where(EventAccess.event_id == event_id)
     )
     entries = [AccessEntry(u, name, Role(role), by, at) for u, name, role, by, at in rows]
-    return EventAccessRows(event_id, head.access_version, head.created_at, entries)
+    return EventAccessRows(event_id, head.access_version, head.created_at, entries, head.version)
 
 
 async def save_access(
@@ -172,8 +175,11 @@ async def save_access(
     version: int,
     granted: list[dict[str, Any]],
     revoked: list[uuid.UUID],
+    event_version: int,
+    now: datetime,
 ) -> None:
-    """Write granted roles (insert or replace), remove revoked ones, set the version."""
+    """Write granted roles (insert or replace), remove revoked ones (remembered in
+    `access_lost` for the users' syncs), set the version."""
     if granted:
         statement = upsert(EventAccess).values(granted)
         await conn.execute(
@@ -183,13 +189,36 @@ async def save_access(
                     "role": statement.excluded.role,
                     "granted_by": statement.excluded.granted_by,
                     "granted_at": statement.excluded.granted_at,
+                    "changed_in": func.pg_current_xact_id(),
                 },
+            )
+        )
+        await conn.execute(
+            delete(AccessLost).where(
+                AccessLost.event_id == event_id,
+                AccessLost.user_id.in_([row["user_id"] for row in granted]),
             )
         )
     if revoked:
         await conn.execute(
             delete(EventAccess).where(
                 EventAccess.event_id == event_id, EventAccess.user_id.in_(revoked)
+            )
+        )
+        lost = upsert(AccessLost).values(
+            [
+                {"user_id": user, "event_id": event_id, "version": event_version, "lost_at": now}
+                for user in revoked
+            ]
+        )
+        await conn.execute(
+            lost.on_conflict_do_update(
+                index_elements=[AccessLost.user_id, AccessLost.event_id],
+                set_={
+                    "version": lost.excluded.version,
+                    "lost_at": lost.excluded.lost_at,
+                    "changed_in": func.pg_current_xact_id(),
+                },
             )
         )
     await conn.execute(update(Event).where(Event.id == event_id).values(access_version=version))
@@ -320,3 +349,11 @@ async def exceptions_of(
     )
     wanted = set(versions)
     return {(row.id, row.version): row.overrides for row in rows if (row.id, row.version) in wanted}
+
+
+async def sync_horizon(conn: AsyncConnection) -> int:
+    """A sync horizon (`event_service.sync`) for a listing read after this: taken
+    before it, it is no later than the listing's own, so a sync from it misses
+    nothing the listing missed."""
+    result = await conn.exec_driver_sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+    return int(result.scalar_one())

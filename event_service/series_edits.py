@@ -124,7 +124,9 @@ class SeriesEdits:
             record = exception_changes(
                 {key: old.to_json()} if old else {}, {key: new.to_json()} if new else {}
             )
-            messages = await self._events.record(conn, [(updated, "updated", record)], caller)
+            messages = await self._events.record(
+                conn, [(updated, "updated", record)], caller, holders
+            )
         await self._events.written(updated, holders, messages)
         return EventView(updated, role), self._reads.occurrence_of(updated, original_start)
 
@@ -192,6 +194,7 @@ class SeriesEdits:
             await write_repo.insert_split(conn, created, new_placement, current.id, len(roles))
             messages = split_messages(self._namespace, current, updated, created, roles, caller)
             await outbox.enqueue_many(conn, outbox_table, messages)
+            await write_repo.touch_readers(conn, updated.id)
         await self._events.written(updated, holders, messages)
         access = AccessList(len(roles), {str(user): held for user, held in roles})
         await self._cache.put(created.id, created, access)

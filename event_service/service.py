@@ -24,10 +24,7 @@ from common.errors import (
     PermissionDenied,
 )
 from common.idempotency import IdempotentWrite, in_progress
-from common.notifications import (
-    ChangeType,
-    exception_changes,
-)
+from common.notifications import ChangeType, exception_changes, feed_messages
 from common.roles import Role
 from common.timeutil import utcnow
 from common.tokens import Caller
@@ -78,6 +75,8 @@ from event_service.models import outbox as outbox_table
 from event_service.notices import (
     FIRST_ACCESS_VERSION,
     Changes,
+    change_feed,
+    change_feed_notice,
     change_messages,
     changes_between,
     creation_messages,
@@ -332,7 +331,7 @@ class EventService:
                 current, version=current.version + 1, updated_at=utcnow(), deleted=True
             )
             await write_repo.delete_event(conn, deleted)
-            messages = await self.record(conn, [(deleted, "deleted", {})], caller)
+            messages = await self.record(conn, [(deleted, "deleted", {})], caller, holders)
         await self.written(deleted, holders, messages)
 
     async def _change(
@@ -394,16 +393,18 @@ class EventService:
         if not current.draft().same_schedule(valid.draft):
             return None
         updated = next_version(current, valid.draft)
-        messages = change_messages(
-            self._settings.namespace, [(updated, "updated", changes)], caller
-        )
+        namespace = self._settings.namespace
+        messages = change_messages(namespace, [(updated, "updated", changes)], caller)
+        notice = change_feed_notice(updated, "updated", caller.user_id)
+        feed = write_repo.FeedToReaders(namespace, notice, str(updated.version))
         async with pooled_connection(self._writes) as conn:
             stored = await write_repo.update_if_unchanged(
-                conn, updated, current, uuid.UUID(caller.user_id), messages
+                conn, updated, current, uuid.UUID(caller.user_id), messages, feed
             )
         if stored is None:
             return None
         role, holders = stored
+        messages += feed_messages(namespace, notice, holders, feed.key)
         await self.written(updated, holders, messages)
         return EventView(updated, role)
 
@@ -454,7 +455,7 @@ class EventService:
                 )
             updated = replace(next_version(current, valid.draft), overrides=overrides)
             await write_repo.update_event(conn, updated, placement)
-            messages = await self.record(conn, [(updated, change_type, changes)], caller)
+            messages = await self.record(conn, [(updated, change_type, changes)], caller, holders)
             if once:
                 await once.record(conn, EventView(updated, role))
         await self.written(updated, holders, messages)
@@ -465,10 +466,16 @@ class EventService:
         conn: psycopg.AsyncConnection,
         changes: list[tuple[StoredEvent, ChangeType, Changes]],
         caller: Caller,
+        readers: list[uuid.UUID],
     ) -> list[outbox.Message]:
-        """Queue change notifications in the transaction of the changes."""
-        messages = change_messages(self._settings.namespace, changes, caller)
+        """Queue change notifications in the transaction of the changes (of one event),
+        the readers' change-stream messages among them, and mark the event changed
+        for its readers' syncs."""
+        namespace = self._settings.namespace
+        messages = change_messages(namespace, changes, caller)
+        messages += change_feed(namespace, changes, readers, caller)
         await outbox.enqueue_many(conn, outbox_table, messages)
+        await write_repo.touch_readers(conn, changes[0][0].id)
         return messages
 
     async def _created(self, events: list[StoredEvent], messages: list[outbox.Message]) -> None:

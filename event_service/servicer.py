@@ -1,5 +1,6 @@
 """gRPC adapter of the event service: proto in, EventService call, proto out."""
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from event_service.reads import EventReader, EventView, ListQuery, OccurrenceVie
 from event_service.repo import EventAccessRows
 from event_service.series_edits import SeriesEdits
 from event_service.service import EventService
+from event_service.sync import SyncReader, Tombstone
 from eventhub.events.v1 import events_pb2, events_pb2_grpc
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -61,26 +63,42 @@ def _batch_message(views: list[EventView]) -> events_pb2.BatchCreateEventsRespon
 
 def event_json(views: list[EventView]) -> bytes:
     """The events as a JSON array in the REST API's Event shape (`json_items`)."""
+    return orjson.dumps([_event_fields(view) for view in views], option=orjson.OPT_UTC_Z)
+
+
+def _event_fields(view: EventView) -> dict[str, Any]:
+    return {
+        "id": str(view.event.id),
+        "title": view.event.title,
+        "description": view.event.description,
+        "location": view.event.location,
+        "start_time": view.event.start_time,
+        "end_time": view.event.end_time,
+        "timezone": view.event.timezone,
+        "is_recurring": view.event.is_recurring,
+        "recurrence_rule": view.event.recurrence_rule,
+        "owner_id": str(view.event.owner_id),
+        "role": view.role.value,
+        "version": view.event.version,
+        "created_at": view.event.created_at,
+        "updated_at": view.event.updated_at,
+        "overrides": view.event.overrides,
+    }
+
+
+def sync_json(items: list[EventView | Tombstone]) -> bytes:
+    """A sync page's items as a JSON array of the REST API's Event and Tombstone."""
     return orjson.dumps(
         [
-            {
-                "id": str(view.event.id),
-                "title": view.event.title,
-                "description": view.event.description,
-                "location": view.event.location,
-                "start_time": view.event.start_time,
-                "end_time": view.event.end_time,
-                "timezone": view.event.timezone,
-                "is_recurring": view.event.is_recurring,
-                "recurrence_rule": view.event.recurrence_rule,
-                "owner_id": str(view.event.owner_id),
-                "role": view.role.value,
-                "version": view.event.version,
-                "created_at": view.event.created_at,
-                "updated_at": view.event.updated_at,
-                "overrides": view.event.overrides,
+            _event_fields(item)
+            if isinstance(item, EventView)
+            else {
+                "id": str(item.event_id),
+                "deleted": True,
+                "version": item.version,
+                "reason": item.reason,
             }
-            for view in views
+            for item in items
         ],
         option=orjson.OPT_UTC_Z,
     )
@@ -217,8 +235,10 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         access: AccessService,
         keys: IdempotencyKeys,
         services: ServiceTokens,
+        sync: SyncReader,
     ) -> None:
         self._reader = reader
+        self._sync = sync
         self._service = service
         self._series = series
         self._access = access
@@ -255,13 +275,31 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             limit=request.limit,
             cursor=request.cursor,
         )
-        page = await self._reader.list_events(current_caller(), query)
+        caller = current_caller()
+        page = await self._reader.list_events(caller, query)
+        sync_token = ""
+        if page.sync_horizon is not None:
+            sync_token = self._sync.token(uuid.UUID(caller.user_id), page.sync_horizon)
         if request.json_items:
             return events_pb2.ListEventsResponse(
-                items_json=event_json(page.items), next_cursor=page.next_cursor
+                items_json=event_json(page.items),
+                next_cursor=page.next_cursor,
+                next_sync_token=sync_token,
             )
         return events_pb2.ListEventsResponse(
-            items=[event_message(v) for v in page.items], next_cursor=page.next_cursor
+            items=[event_message(v) for v in page.items],
+            next_cursor=page.next_cursor,
+            next_sync_token=sync_token,
+        )
+
+    async def SyncEvents(self, request, context):  # type: ignore[no-untyped-def]
+        page = await self._sync.sync(
+            current_caller(), request.sync_token, request.cursor, request.limit
+        )
+        return events_pb2.SyncEventsResponse(
+            items_json=sync_json(page.items),
+            next_cursor=page.next_cursor,
+            next_sync_token=page.next_sync_token,
         )
 
     async def ExpandEvents(self, request, context):  # type: ignore[no-untyped-def]

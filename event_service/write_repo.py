@@ -18,7 +18,7 @@ import orjson
 import psycopg
 
 from common import outbox
-from common.notifications import EDITABLE_FIELDS
+from common.notifications import EDITABLE_FIELDS, FeedNotice, feed_subject
 from common.roles import Role
 from event_service.models import SCHEMA, StoredEvent
 from event_service.models import outbox as outbox_table
@@ -256,10 +256,18 @@ _UPDATE_IF_UNCHANGED = f"""
         RETURNING id
     ), queued AS (
         {outbox.insert_sql(outbox_table)}, updated
+    ), readers AS (
+        UPDATE {SCHEMA}.event_access SET changed_in = pg_current_xact_id()
+        WHERE event_id IN (SELECT id FROM updated)
+        RETURNING user_id, role
+    ), feed AS (
+        INSERT INTO {SCHEMA}.outbox (subject, msg_id, payload)
+        SELECT %(feed_subject)s || user_id, user_id || %(feed_key)s,
+            convert_to(%(feed_payload)s, 'UTF8')
+        FROM readers
     )
-    SELECT (SELECT role FROM {SCHEMA}.event_access
-            WHERE event_id = %(id)s AND user_id = %(user_id)s),
-           ARRAY(SELECT user_id FROM {SCHEMA}.event_access WHERE event_id = %(id)s)
+    SELECT (SELECT role FROM readers WHERE user_id = %(user_id)s),
+           ARRAY(SELECT user_id FROM readers)
     FROM updated
 """
 
@@ -270,12 +278,16 @@ async def update_if_unchanged(
     seen: StoredEvent,
     user_id: uuid.UUID,
     messages: Sequence[outbox.Message],
+    feed: "FeedToReaders",
 ) -> tuple[Role, list[uuid.UUID]] | None:
     """Store the event's editable fields, version and update time, and queue its
     notifications, in one statement, if the event is still stored live as `seen`
     (version and editable fields) and the user may edit it: the user's role and the
     event's role holders, or None (nothing written). For changes that keep the
-    schedule, so that the stored span and footprint stay right."""
+    schedule, so that the stored span and footprint stay right.
+
+    The change-stream messages go to every reader, as `feed` (the same for each but
+    the user): built in the statement, since the readers are known only there."""
     cursor = await conn.execute(
         _UPDATE_IF_UNCHANGED,
         {
@@ -287,10 +299,33 @@ async def update_if_unchanged(
             "seen_version": seen.version,
             "user_id": user_id,
             **outbox.message_params(messages),
+            "feed_subject": feed_subject(feed.namespace, ""),
+            "feed_key": f":{feed.notice.event_id}:{feed.key}",
+            "feed_payload": orjson.dumps(feed.notice.model_dump()).decode(),
         },
     )
     row = await cursor.fetchone()
     return (Role(row[0]), row[1]) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedToReaders:
+    """A change-stream notice for every reader of the event, whoever they are then
+    (see `event_service.notices.feed_messages`)."""
+
+    namespace: str
+    notice: FeedNotice
+    key: str
+
+
+_TOUCH_READERS = f"""
+    UPDATE {SCHEMA}.event_access SET changed_in = pg_current_xact_id() WHERE event_id = %s
+"""
+
+
+async def touch_readers(conn: psycopg.AsyncConnection, event_id: uuid.UUID) -> None:
+    """Mark the event changed for everyone with a role on it: their next sync has it."""
+    await conn.execute(_TOUCH_READERS, (event_id,))
 
 
 _ROLE_IF_STORED = f"""

@@ -154,14 +154,36 @@ class ListEventsRequest(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., q: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., json_items: _Optional[bool] = ...) -> None: ...
 
 class ListEventsResponse(_message.Message):
-    __slots__ = ("items", "next_cursor", "items_json")
+    __slots__ = ("items", "next_cursor", "items_json", "next_sync_token")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     ITEMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SYNC_TOKEN_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Event]
     next_cursor: str
     items_json: bytes
-    def __init__(self, items: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., items_json: _Optional[bytes] = ...) -> None: ...
+    next_sync_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., items_json: _Optional[bytes] = ..., next_sync_token: _Optional[str] = ...) -> None: ...
+
+class SyncEventsRequest(_message.Message):
+    __slots__ = ("sync_token", "cursor", "limit")
+    SYNC_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    sync_token: str
+    cursor: str
+    limit: int
+    def __init__(self, sync_token: _Optional[str] = ..., cursor: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class SyncEventsResponse(_message.Message):
+    __slots__ = ("items_json", "next_cursor", "next_sync_token")
+    ITEMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SYNC_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    items_json: bytes
+    next_cursor: str
+    next_sync_token: str
+    def __init__(self, items_json: _Optional[bytes] = ..., next_cursor: _Optional[str] = ..., next_sync_token: _Optional[str] = ...) -> None: ...
 
 class ExpandEventsRequest(_message.Message):
     __slots__ = ("start", "end", "q", "role", "json_items", "show_cancelled")

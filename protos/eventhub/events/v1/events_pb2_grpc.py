@@ -61,6 +61,11 @@ class EventServiceStub:
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.SyncEvents = channel.unary_unary(
+                '/eventhub.events.v1.EventService/SyncEvents',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsResponse.FromString,
+                _registered_method=True)
         self.ExpandEvents = channel.unary_unary(
                 '/eventhub.events.v1.EventService/ExpandEvents',
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExpandEventsRequest.SerializeToString,
@@ -156,6 +161,15 @@ class EventServiceServicer:
 
     def ListEvents(self, request, context):
         """The events the caller owns or was shared, newest first, keyset-paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyncEvents(self, request, context):
+        """The caller's events changed since a sync token, oldest change first, as events
+        or tombstones (deleted, access lost); OUT_OF_RANGE for a token that cannot be
+        honoured (expired, forged, another user's).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -276,6 +290,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ListEventsRequest.FromString,
                     response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'SyncEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncEvents,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsResponse.SerializeToString,
             ),
             'ExpandEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ExpandEvents,
@@ -453,6 +472,33 @@ class EventService:
             '/eventhub.events.v1.EventService/ListEvents',
             eventhub_dot_events_dot_v1_dot_events__pb2.ListEventsRequest.SerializeToString,
             eventhub_dot_events_dot_v1_dot_events__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/SyncEvents',
+            eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
