@@ -14,13 +14,15 @@ from gateway.idempotency import IdempotencyMiddleware
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.openapi import document_common_behaviour
 from gateway.responses import JSONResponse
-from gateway.routes import auth, events, history, ops, sharing
+from gateway.routes import auth, change_stream, events, history, ops, sharing
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway = Gateway.connect(settings)
+        gateway.start()
+        gateway.streams.end_on_exit_signal()
         app.state.gateway = gateway
         freeze_startup_heap()
         try:
@@ -44,7 +46,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     # FastAPI tries the routers in this order on every request (tens of µs each), so
     # the event routes, which carry nearly all traffic, come first.
-    for module in (events, sharing, history, auth, ops):
+    # The stream's path comes before `/api/events/{event_id}`, which would take it.
+    for module in (change_stream, events, sharing, history, auth, ops):
         app.include_router(module.router)
     _declare_common_behaviour(app)
     return app

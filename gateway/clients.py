@@ -1,7 +1,7 @@
 """The gateway's connections: gRPC stubs of the four services, Redis, and the token verifier."""
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -16,6 +16,7 @@ from eventhub.events.v1.events_pb2_grpc import EventServiceStub
 from eventhub.history.v1.history_pb2_grpc import HistoryServiceStub
 from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
 from gateway.cached_reads import CachedEvents
+from gateway.change_stream import ChangeFeed, ChangeStreams, StreamSlots
 from gateway.config import GatewaySettings
 from gateway.ratelimit import IPNetwork, Limit, RateLimiter, parse_limit, parse_networks
 
@@ -39,6 +40,8 @@ class Gateway:
     user_limit: Limit
     trusted_proxies: list[IPNetwork]
     cached_events: CachedEvents
+    streams: ChangeStreams
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def connect(cls, settings: GatewaySettings) -> "Gateway":
@@ -76,7 +79,27 @@ class Gateway:
             user_limit=parse_limit(settings.rate_limit_user),
             trusted_proxies=parse_networks(settings.trusted_proxies),
             cached_events=CachedEvents(redis, settings.namespace, settings.event_cache_ttl),
+            streams=ChangeStreams(
+                ChangeFeed(settings.nats_url, settings.namespace),
+                StreamSlots(
+                    redis,
+                    settings.redis_key("streams"),
+                    settings.streams_per_user,
+                    settings.stream_slot_lease,
+                ),
+                lambda jti: settings.redis_key("denylist", jti),
+                buffer=settings.stream_buffer,
+                ping_interval=settings.stream_ping_interval,
+                upkeep_interval=settings.stream_upkeep_interval,
+            ),
         )
+
+    def start(self) -> None:
+        """Start following the change feed and the open streams' upkeep."""
+        self.background = [
+            asyncio.create_task(self.streams.feed.run(), name="change-feed"),
+            asyncio.create_task(self.streams.upkeep(), name="change-stream-upkeep"),
+        ]
 
     async def readiness(self) -> dict[str, bool]:
         """Whether each dependency answers right now."""
@@ -103,6 +126,10 @@ class Gateway:
         return dict(zip(names, results, strict=True))
 
     async def close(self) -> None:
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        await self.streams.feed.close()
         for channel in self.channels.values():
             await channel.close()
         await self.redis.aclose()

@@ -20,3 +20,14 @@ class GatewaySettings(CommonSettings):
     rate_limit_user: str = "600/minute"
     # Peers whose X-Forwarded-For is believed (exact addresses or CIDR ranges).
     trusted_proxies: list[str] = Field(default_factory=list)
+
+    # The change stream (`GET /api/events/stream`): a `: ping` comment at least this
+    # often (seconds); open streams per user across replicas; notices buffered per
+    # stream before a client that falls behind gets `reset`; how long a stream's slot
+    # outlives a replica that died (seconds); how often open streams renew their slots
+    # and check their token's revocation (seconds).
+    stream_ping_interval: float = Field(default=10.0, gt=0, le=15)
+    streams_per_user: int = Field(default=5, ge=1)
+    stream_buffer: int = Field(default=256, ge=1)
+    stream_slot_lease: float = Field(default=15.0, gt=0)
+    stream_upkeep_interval: float = Field(default=2.0, gt=0)

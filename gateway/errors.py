@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 HTTP_STATUS_BY_GRPC_CODE = {
     grpc.StatusCode.INVALID_ARGUMENT: 422,
-    grpc.StatusCode.OUT_OF_RANGE: 422,
+    grpc.StatusCode.OUT_OF_RANGE: 410,  # a sync token that cannot be honoured
     grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,

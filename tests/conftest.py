@@ -17,6 +17,7 @@ import pytest
 
 from common.service_identity import SERVICE_METADATA, ServiceTokens
 from scripts.stack import SERVICE_ADDR_VARS, Stack, free_port, isolated_deployment, wait_until
+from tests.sse import EventStream
 
 
 @pytest.fixture(scope="session")
@@ -155,3 +156,24 @@ def start_gateway(stack: Stack) -> Iterator[Callable[..., httpx.Client]]:
     for key, client in started:
         client.close()
         stack.stop(key)
+
+
+@pytest.fixture
+def open_stream(stack: Stack) -> Iterator[Callable[..., EventStream]]:
+    """Opens streams (on the stack's gateway unless `base_url` says otherwise); closes them
+    after the test."""
+    opened: list[EventStream] = []
+
+    def open_(
+        user: User, base_url: str | None = None, last_event_id: str | None = None
+    ) -> EventStream:
+        headers = dict(user.headers)
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        stream = EventStream(base_url or stack.gateway_url, headers)
+        opened.append(stream)
+        return stream
+
+    yield open_
+    for stream in opened:
+        stream.close()

@@ -36,6 +36,7 @@ from gateway.schemas.events import (
     OccurrencePatchIn,
     RoleName,
     SplitOut,
+    SyncPage,
     Timestamp,
 )
 from gateway.schemas.text import NoNul
@@ -88,8 +89,8 @@ async def create_event(body: EventWriteIn, user: CurrentUser, gateway: Services)
 
 @router.get(
     "",
-    response_model=EventPage | OccurrencePage,
-    responses=problem_responses(401, 422, 429),
+    response_model=EventPage | OccurrencePage | SyncPage,
+    responses=problem_responses(401, 410, 422, 429),
 )
 async def list_events(
     request: Request,
@@ -105,16 +106,32 @@ async def list_events(
     role: Annotated[RoleName | None, Query(description="Only events with this role")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+        str | None, Query(max_length=4000, description="`next_cursor` of the previous page")
     ] = None,
     expand: Annotated[
         bool,
         Query(description="Return every occurrence in [start, end) (both required, ≤ 1 year)"),
     ] = False,
     show_cancelled: ShowCancelled = False,
+    sync_token: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="`next_sync_token` of a listing or sync: what changed since (no "
+            "filters); 410 if it expired (7 days) or is not yours",
+        ),
+    ] = None,
 ) -> Response:
     """Events the caller owns or was shared, newest first, or with `expand=true` their
-    occurrences in a window, by start time."""
+    occurrences in a window, by start time; with `sync_token`, the events changed for
+    the caller since (as events, or tombstones for those deleted or no longer shared),
+    oldest change first."""
+    if sync_token is not None:
+        if start or end or q is not None or role or expand:
+            raise InvalidArgument.field(
+                "sync_token", "cannot be combined with start, end, q, role or expand"
+            )
+        return await _sync(gateway, sync_token, limit, cursor)
     query = request.url.query
     cached = await gateway.cached_events.page(user, query)
     if cached is not None and cached.body is not None:
@@ -160,7 +177,22 @@ async def _listing(
             json_items=True,
         )
     )
-    return items_json_response(page.items_json, next_cursor=page.next_cursor or None)
+    return items_json_response(
+        page.items_json,
+        next_cursor=page.next_cursor or None,
+        next_sync_token=page.next_sync_token or None,
+    )
+
+
+async def _sync(gateway: Gateway, sync_token: str, limit: int, cursor: str | None) -> Response:
+    page = await gateway.events.SyncEvents(
+        events_pb2.SyncEventsRequest(sync_token=sync_token, cursor=cursor or "", limit=limit)
+    )
+    return items_json_response(
+        page.items_json,
+        next_cursor=page.next_cursor or None,
+        next_sync_token=page.next_sync_token or None,
+    )
 
 
 @router.post(

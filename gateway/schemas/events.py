@@ -294,6 +294,32 @@ class EventPage(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page"
     )
+    next_sync_token: str | None = Field(
+        description="On the last page of a listing without filters: pass as `sync_token` "
+        "to get what changed since its first page; else null"
+    )
+
+
+class Tombstone(BaseModel):
+    """An event the caller can no longer see, in a sync."""
+
+    id: str
+    deleted: Literal[True] = True
+    version: int = Field(
+        description="The delete's own version; for access lost, the event's version then"
+    )
+    reason: Literal["deleted", "access_lost"]
+
+
+class SyncPage(BaseModel):
+    """`GET /api/events?sync_token=`: the events changed for the caller since the
+    token, oldest change first, each at most once."""
+
+    items: list[Event | Tombstone]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same `sync_token`) for the next page"
+    )
+    next_sync_token: str | None = Field(description="On the last page: the next sync's token")
 
 
 class OccurrenceList(BaseModel):
