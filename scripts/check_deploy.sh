@@ -99,6 +99,10 @@ CALLERS = {
     "history-service": {"gateway"},
 }
 APPS = {"gateway", *GRPC_PORTS}
+# Who talks to NATS JetStream: the outbox and consumers of the event, sharing and history
+# services, and the gateway's change stream (GET /api/events/stream).
+NATS_USERS = {"gateway", "event-service", "sharing-service", "history-service"}
+NATS_URL = "nats://nats:4222"
 PORTS = {"gateway": 8000, **GRPC_PORTS}
 PACKAGES = {app: app.replace("-", "_") for app in APPS}  # and the Dockerfile stage names
 ONE_SHOTS = {"keygen", "migrate"}
@@ -265,6 +269,14 @@ check(
     "compose gateway",
     "does not wait for all four services",
 )
+for name in NATS_USERS:
+    service = compose.get(name, {})
+    check(
+        service.get("environment", {}).get("EVENTHUB_NATS_URL") == NATS_URL,
+        f"compose {name}",
+        f"EVENTHUB_NATS_URL is not {NATS_URL}",
+    )
+    check("nats" in service.get("depends_on", {}), f"compose {name}", "does not wait for NATS")
 
 
 def containers(pod: dict) -> list[dict]:
@@ -346,6 +358,24 @@ for overlay in overlays:
                     key_vars.add(var)
                     check(key == KEY_FILES[var][1], where, f"{var} is not the Secret's {key}")
         check(key_vars == needed, where, f"key files {sorted(key_vars)}")
+    # Every NATS user reads EVENTHUB_NATS_URL from the ConfigMap (an overlay may change the
+    # URL there), never from a value of its own.
+    for name in NATS_USERS & pods.keys():
+        main = [c for c in pods[name]["spec"]["containers"] if c["name"] == name]
+        from_config = any(
+            "EVENTHUB_NATS_URL"
+            in by_kind.get("ConfigMap", {})
+            .get(ref.get("configMapRef", {}).get("name"), {})
+            .get("data", {})
+            for c in main
+            for ref in c.get("envFrom", [])
+        )
+        own = any(e["name"] == "EVENTHUB_NATS_URL" for c in main for e in c.get("env", []))
+        check(
+            from_config and not own,
+            f"{overlay} {name}",
+            "EVENTHUB_NATS_URL not from the ConfigMap",
+        )
     for name, port in GRPC_PORTS.items():
         if name not in pods:
             continue
