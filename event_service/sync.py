@@ -212,11 +212,10 @@ class SyncReader:
             rows = result.all()
         snapshot = rows[0][0]
         rows = [row for row in rows if row[1] is not None]
-        shown = rows[:limit]
-        shown = shown[: items_within(_answer_bytes(row) for row in shown)]
-        items = [_item(row) for row in shown]
-        if len(shown) < len(rows):
-            last = shown[-1]
+        items = [_item(row) for row in rows[:limit]]
+        items = items[: items_within(map(_answer_bytes, items))]
+        if len(items) < len(rows):
+            last = rows[len(items) - 1]
             after = _Position(since, snapshot, (last[1], last[4]))
             return SyncPage(items, self._tokens.cursor(user, after), "")
         return SyncPage(items, "", self._tokens.token(user, snapshot_horizon(snapshot)))
@@ -225,17 +224,16 @@ class SyncReader:
         return self._tokens.token(user_id, horizon)
 
 
-def _event_of(row: tuple) -> StoredEvent:  # type: ignore[type-arg]
-    return StoredEvent(*row[4:])
+_TOMBSTONE_BYTES = 100
 
 
-def _answer_bytes(row: tuple) -> int:  # type: ignore[type-arg]
-    return _event_of(row).answer_bytes() if row[2] is not None else 100
+def _answer_bytes(item: EventView | Tombstone) -> int:
+    return item.event.answer_bytes() if isinstance(item, EventView) else _TOMBSTONE_BYTES
 
 
 def _item(row: tuple) -> EventView | Tombstone:  # type: ignore[type-arg]
     _, _, role, lost_version = row[:4]
-    event = _event_of(row)
+    event = StoredEvent(*row[4:])
     if role is None:
         return Tombstone(event.id, lost_version, "access_lost")
     if event.deleted:
