@@ -67,9 +67,11 @@ lint: $(STAMP)
 clean: down
 	rm -rf $(RUN_DIR)
 
-## Load benchmarks with wrk (BENCH_ARGS=--smoke for a quick error check).
+## Load benchmarks with wrk (BENCH_ARGS=--smoke for a quick error check), then the
+## change stream's fan-out and the sync's paging (bench/stream.py).
 bench: $(STAMP)
 	$(PY) -m bench.load $(BENCH_ARGS)
+	$(PY) -m bench.stream $(BENCH_ARGS)
 
 ## Offline checks of the Dockerfile, docker-compose.yml and the Kubernetes overlays.
 deploy-check:
