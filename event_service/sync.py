@@ -192,9 +192,12 @@ class SyncReader:
         user = uuid.UUID(caller.user_id)
         since = self._tokens.horizon_of(token, user)
         if cursor:
-            position = self._tokens.position_of(cursor, user)
-            if position.since != since:
-                raise Gone(TOKEN_GONE)
+            try:
+                position = self._tokens.position_of(cursor, user)
+            except Gone:
+                position = None
+            if position is None or position.since != since:
+                raise InvalidArgument.field("cursor", "is not a cursor of this sync")
         else:
             position = _Position(since, "", (0, _NO_EVENT))
         async with self._engine.connect() as conn:

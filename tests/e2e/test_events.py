@@ -10,7 +10,7 @@ import redis
 
 from scripts.stack import Stack, free_port
 from tests.conftest import User
-from tests.e2e.helpers import assert_problem
+from tests.e2e.helpers import assert_problem, share
 
 
 def event_body(
@@ -23,15 +23,6 @@ def create(api: httpx.Client, user: User, **fields: Any) -> dict[str, Any]:
     response = api.post("/api/events", headers=user.headers, json=event_body(**fields))
     assert response.status_code == 201, response.text
     return response.json()
-
-
-def share(api: httpx.Client, owner: User, event_id: str, user: User, role: str) -> None:
-    response = api.post(
-        f"/api/events/{event_id}/share",
-        headers=owner.headers,
-        json={"users": [{"user_id": user.id, "role": role}]},
-    )
-    assert response.status_code == 201, response.text
 
 
 def list_ids(api: httpx.Client, user: User, **params: Any) -> list[str]:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import User
-from tests.e2e.helpers import assert_problem
+from tests.e2e.helpers import assert_problem, share
 
 START = "2031-03-03T09:00:00Z"
 END = "2031-03-03T10:00:00Z"
@@ -35,15 +35,6 @@ def patch(api: httpx.Client, user: User, event_id: str, **fields: Any) -> dict[s
     response = api.patch(f"/api/events/{event_id}", json=fields, headers=user.headers)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def share(api: httpx.Client, owner: User, event_id: str, user: User, role: str) -> None:
-    response = api.post(
-        f"/api/events/{event_id}/share",
-        json={"users": [{"user_id": user.id, "role": role}]},
-        headers=owner.headers,
-    )
-    assert response.status_code == 201, response.text
 
 
 def content(event: dict[str, Any]) -> dict[str, Any]:

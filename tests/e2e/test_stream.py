@@ -15,7 +15,7 @@ import pytest
 
 from scripts.stack import wait_until
 from tests.conftest import User
-from tests.e2e.helpers import assert_problem
+from tests.e2e.helpers import assert_problem, patch_anyway, share
 from tests.sse import DELIVERY, EventStream, Frame
 
 DATA_KEYS = {"event_id", "version", "change_type", "actor_id", "occurred_at"}
@@ -34,23 +34,6 @@ def create(api: httpx.Client, user: User, **fields: Any) -> dict[str, Any]:
     response = api.post("/api/events", headers=user.headers, json=body)
     assert response.status_code == 201, response.text
     return response.json()
-
-
-def patch(api: httpx.Client, user: User, event_id: str, **fields: Any) -> dict[str, Any]:
-    response = api.patch(
-        f"/api/events/{event_id}", headers=user.headers, json={**fields, "allow_conflicts": True}
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def share(api: httpx.Client, owner: User, event_id: str, user: User, role: str) -> None:
-    response = api.post(
-        f"/api/events/{event_id}/share",
-        headers=owner.headers,
-        json={"users": [{"user_id": user.id, "role": role}]},
-    )
-    assert response.status_code == 201, response.text
 
 
 def summary(frame: Frame) -> tuple[str, str, int, str, str]:
@@ -88,7 +71,7 @@ def test_updates_rollbacks_and_deletes_arrive_in_commit_order(
 ) -> None:
     stream = open_stream(owner)
     first, second = create(api, owner)["id"], create(api, owner)["id"]
-    patch(api, owner, first, title="Renamed")
+    patch_anyway(api, owner, first, title="Renamed")
     rolled_back = api.post(
         f"/api/events/{first}/rollback/1", headers=owner.headers, json={"allow_conflicts": True}
     )
@@ -115,7 +98,7 @@ def test_a_grantee_gets_shared_then_changes_then_shared_for_a_new_role(
     event_id = create(api, owner)["id"]
     share(api, owner, event_id, grantee, "viewer")
     stream.wait_change(event_id, 1, "shared")
-    patch(api, owner, event_id, title="Updated")
+    patch_anyway(api, owner, event_id, title="Updated")
     stream.wait_change(event_id, 2)
     promoted = api.put(
         f"/api/events/{event_id}/permissions/{grantee.id}",
@@ -144,7 +127,7 @@ def test_revocation_sends_access_lost_and_nothing_more_on_that_event(
     lost = grantees.wait_change(event_id, 1, "access_lost")
     assert summary(lost) == ("access_lost", event_id, 1, "access_lost", owner.id)
 
-    patch(api, owner, event_id, title="After revocation")
+    patch_anyway(api, owner, event_id, title="After revocation")
     owners.wait_change(event_id, 2)
     barrier = create(api, owner)["id"]
     share(api, owner, barrier, grantee, "viewer")
@@ -158,7 +141,7 @@ def test_a_stranger_hears_nothing_of_others_events(
     stranger = make_user("stranger")
     owners, strangers = open_stream(owner), open_stream(stranger)
     event_id = create(api, owner)["id"]
-    patch(api, owner, event_id, title="Private")
+    patch_anyway(api, owner, event_id, title="Private")
     assert api.delete(f"/api/events/{event_id}", headers=owner.headers).status_code == 204
     owners.wait_change(event_id, 3, "deleted")
     barrier = create(api, stranger)["id"]
@@ -184,11 +167,11 @@ def test_last_event_id_replays_what_was_missed(api: httpx.Client, open_stream, o
     first = open_stream(owner)
     event_id = create(api, owner)["id"]
     resume_from = first.wait_change(event_id, 1)
-    patch(api, owner, event_id, title="Seen live")
+    patch_anyway(api, owner, event_id, title="Seen live")
     first.wait_change(event_id, 2)
     first.close()
 
-    patch(api, owner, event_id, title="Missed")
+    patch_anyway(api, owner, event_id, title="Missed")
     other_id = create(api, owner)["id"]
     assert api.delete(f"/api/events/{event_id}", headers=owner.headers).status_code == 204
 
@@ -222,7 +205,7 @@ def test_another_users_last_event_id_gets_reset_and_none_of_their_changes(
     owners = open_stream(owner)
     event_id = create(api, owner)["id"]
     theirs = owners.wait_change(event_id, 1)
-    patch(api, owner, event_id, title="After that id")
+    patch_anyway(api, owner, event_id, title="After that id")
     owners.wait_change(event_id, 2)
 
     stream = open_stream(other, last_event_id=theirs.id)

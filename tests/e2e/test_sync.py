@@ -9,7 +9,7 @@ import pytest
 
 from scripts.stack import Stack
 from tests.conftest import User
-from tests.e2e.helpers import assert_problem
+from tests.e2e.helpers import assert_problem, patch_anyway, share
 
 
 def create(api: httpx.Client, user: User, **fields: Any) -> dict[str, Any]:
@@ -25,14 +25,6 @@ def create(api: httpx.Client, user: User, **fields: Any) -> dict[str, Any]:
     return response.json()
 
 
-def patch(api: httpx.Client, user: User, event_id: str, **fields: Any) -> dict[str, Any]:
-    response = api.patch(
-        f"/api/events/{event_id}", headers=user.headers, json={**fields, "allow_conflicts": True}
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def delete(api: httpx.Client, user: User, event_id: str) -> None:
     response = api.delete(f"/api/events/{event_id}", headers=user.headers)
     assert response.status_code == 204, response.text
@@ -42,15 +34,6 @@ def read(api: httpx.Client, user: User, event_id: str) -> dict[str, Any]:
     response = api.get(f"/api/events/{event_id}", headers=user.headers)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def share(api: httpx.Client, owner: User, event_id: str, user: User, role: str) -> None:
-    response = api.post(
-        f"/api/events/{event_id}/share",
-        headers=owner.headers,
-        json={"users": [{"user_id": user.id, "role": role}]},
-    )
-    assert response.status_code == 201, response.text
 
 
 def revoke(api: httpx.Client, owner: User, event_id: str, user: User) -> None:
@@ -139,8 +122,8 @@ def test_sync_returns_created_and_updated_events_and_deleted_tombstones(
     assert sync(api, owner, token)[0] == []
 
     created = create(api, owner)["id"]
-    patch(api, owner, updated, title="Renamed")
-    patch(api, owner, deleted, title="Doomed")
+    patch_anyway(api, owner, updated, title="Renamed")
+    patch_anyway(api, owner, deleted, title="Doomed")
     delete(api, owner, deleted)
 
     items, _ = sync(api, owner, token)
@@ -165,7 +148,7 @@ def test_sync_follows_share_role_change_and_revocation(
     assert items == [read(api, grantee, event_id)]
     assert (items[0]["role"], items[0]["version"]) == ("viewer", 1)
 
-    patch(api, owner, event_id, title="Updated by owner")
+    patch_anyway(api, owner, event_id, title="Updated by owner")
     items, token = sync(api, grantee, token)
     assert [(i["id"], i["version"], i["title"]) for i in items] == [
         (event_id, 2, "Updated by owner")
@@ -185,7 +168,7 @@ def test_sync_follows_share_role_change_and_revocation(
     items, token = sync(api, grantee, token)
     assert items == [tombstone(event_id, 2, "access_lost")]
 
-    patch(api, owner, event_id, title="After revocation")
+    patch_anyway(api, owner, event_id, title="After revocation")
     assert sync(api, grantee, token)[0] == []
     assert sync(api, grantee, first)[0] == [tombstone(event_id, 2, "access_lost")]
     assert sync(api, stranger, stranger_token)[0] == []
@@ -197,7 +180,7 @@ def test_a_shared_event_deleted_by_its_owner_is_a_deleted_tombstone_for_the_gran
     grantee = make_user("grantee")
     event_id = create(api, owner)["id"]
     share(api, owner, event_id, grantee, "editor")
-    patch(api, grantee, event_id, title="Edited by grantee")
+    patch_anyway(api, grantee, event_id, title="Edited by grantee")
     _, token = listing(api, grantee)
     delete(api, owner, event_id)
     assert sync(api, grantee, token)[0] == [tombstone(event_id, 3, "deleted")]
@@ -207,7 +190,7 @@ def test_each_event_once_in_the_order_of_its_latest_change(api: httpx.Client, ow
     x, y, z = (create(api, owner)["id"] for _ in range(3))
     _, token = listing(api, owner)
     for event_id, title in [(x, "x1"), (y, "y1"), (x, "x2"), (z, "z1"), (y, "y2")]:
-        patch(api, owner, event_id, title=title)
+        patch_anyway(api, owner, event_id, title=title)
     items, _ = sync(api, owner, token)
     assert [(i["id"], i["version"], i["title"]) for i in items] == [
         (x, 3, "x2"),
@@ -239,7 +222,7 @@ def test_a_change_made_while_paging_is_not_missed(api: httpx.Client, owner: User
     page = first.json()
     assert [item["id"] for item in page["items"]] == created[:1]
     late = create(api, owner)["id"]
-    patch(api, owner, created[0], title="Changed after its page")
+    patch_anyway(api, owner, created[0], title="Changed after its page")
     seen = [item["id"] for item in page["items"]]
     while page["next_cursor"] is not None:
         assert page["next_sync_token"] is None
@@ -315,6 +298,27 @@ def test_sync_limit_out_of_range_is_422(api: httpx.Client, owner: User, limit: i
     assert [error["field"] for error in body["errors"]] == ["limit"]
 
 
+def test_a_cursor_not_of_this_sync_is_422(
+    api: httpx.Client, owner: User, make_user: Callable[..., User]
+) -> None:
+    """A cursor is its user's, issued by this API; anything else is a bad cursor (the
+    token itself is fine)."""
+    _, token = listing(api, owner)
+    for _ in range(3):
+        create(api, owner)
+    first = api.get(
+        "/api/events", headers=owner.headers, params={"sync_token": token, "limit": 1}
+    ).json()
+    cursor = first["next_cursor"]
+    assert cursor
+    other = make_user("other")
+    _, others_token = listing(api, other)
+    for user, sync_token, bad in [(owner, token, "garbage"), (other, others_token, cursor)]:
+        params = {"sync_token": sync_token, "cursor": bad}
+        body = assert_problem(api.get("/api/events", headers=user.headers, params=params), 422)
+        assert [error["field"] for error in body["errors"]] == ["cursor"]
+
+
 def test_a_local_copy_kept_by_syncing_during_concurrent_writes_equals_the_listing(
     stack: Stack, make_user: Callable[..., User]
 ) -> None:
@@ -338,7 +342,7 @@ def test_a_local_copy_kept_by_syncing_during_concurrent_writes_equals_the_listin
     def alice_writes(client: httpx.Client) -> None:
         for n in range(rounds):
             event_id = create(client, alice, title=f"alice {n}")["id"]
-            patch(client, alice, event_id, title=f"alice {n} updated")
+            patch_anyway(client, alice, event_id, title=f"alice {n} updated")
             if n % 3 == 0:
                 delete(client, alice, event_id)
 
@@ -346,7 +350,7 @@ def test_a_local_copy_kept_by_syncing_during_concurrent_writes_equals_the_listin
         for n in range(rounds):
             event_id = create(client, bob, title=f"bob {n}")["id"]
             share(client, bob, event_id, alice, "viewer" if n % 2 else "editor")
-            patch(client, bob, event_id, title=f"bob {n} updated")
+            patch_anyway(client, bob, event_id, title=f"bob {n} updated")
             if n % 3 == 1:
                 revoke(client, bob, event_id, alice)
             elif n % 3 == 2:
@@ -354,8 +358,8 @@ def test_a_local_copy_kept_by_syncing_during_concurrent_writes_equals_the_listin
 
     def cross_writes(client: httpx.Client) -> None:
         for n in range(rounds):
-            patch(client, bob, alices_shared[n % 3], description=f"bob's edit {n}")
-            patch(client, alice, bobs_shared[n % 3], description=f"alice's edit {n}")
+            patch_anyway(client, bob, alices_shared[n % 3], description=f"bob's edit {n}")
+            patch_anyway(client, alice, bobs_shared[n % 3], description=f"alice's edit {n}")
 
     def apply(items: list[dict]) -> None:
         for item in items:
