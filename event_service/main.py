@@ -11,6 +11,7 @@ from common.notifications import event_stream, event_stream_subjects
 from common.outbox import OutboxRelay
 from common.wiring import Wiring, run_process
 from event_service.access import AccessService
+from event_service.busy import BusyTimes
 from event_service.cache import EventCache
 from event_service.config import EventSettings
 from event_service.models import idempotency_keys, outbox
@@ -68,7 +69,7 @@ async def run(wiring: Wiring[EventSettings]) -> None:
         events_pb2,
         "EventService",
         events_pb2_grpc.add_EventServiceServicer_to_server,
-        EventServicer(reader, service, series, access, keys, services, sync),
+        EventServicer(reader, service, series, access, keys, services, sync, BusyTimes(engine)),
         verifier,
     )
 

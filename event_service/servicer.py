@@ -13,6 +13,7 @@ from common.roles import NO_ROLE, Role, role_to_proto
 from common.service_identity import ServiceTokens
 from common.timeutil import from_timestamp, to_timestamp
 from event_service.access import AccessService, RequestedChange
+from event_service.busy import BusyTimes
 from event_service.domain.events import EventDraft
 from event_service.reads import EventReader, EventView, ListQuery, OccurrenceView
 from event_service.repo import EventAccessRows
@@ -236,9 +237,11 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         keys: IdempotencyKeys,
         services: ServiceTokens,
         sync: SyncReader,
+        busy: BusyTimes,
     ) -> None:
         self._reader = reader
         self._sync = sync
+        self._busy = busy
         self._service = service
         self._series = series
         self._access = access
@@ -420,6 +423,18 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
 
     async def GetAccess(self, request, context):  # type: ignore[no-untyped-def]
         return access_message(await self._access.get(current_caller(), request.event_id))
+
+    async def BusyTimes(self, request, context):  # type: ignore[no-untyped-def]
+        self._services.require("sharing", "read users' busy times")
+        busy = await self._busy.of(
+            list(request.user_ids), _time(request, "start"), _time(request, "end")
+        )
+        return events_pb2.BusyTimesResponse(
+            users=[
+                events_pb2.UserBusyTimes(user_id=user_id, busy_micros=times)
+                for user_id, times in zip(request.user_ids, busy, strict=True)
+            ]
+        )
 
     async def ChangeAccess(self, request, context):  # type: ignore[no-untyped-def]
         changes = [

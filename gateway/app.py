@@ -14,7 +14,7 @@ from gateway.idempotency import IdempotencyMiddleware
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.openapi import document_common_behaviour
 from gateway.responses import JSONResponse
-from gateway.routes import auth, change_stream, events, history, ops, sharing
+from gateway.routes import auth, change_stream, events, freebusy, history, ops, sharing
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -47,7 +47,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # FastAPI tries the routers in this order on every request (tens of µs each), so
     # the event routes, which carry nearly all traffic, come first.
     # The stream's path comes before `/api/events/{event_id}`, which would take it.
-    for module in (change_stream, events, sharing, history, auth, ops):
+    for module in (change_stream, events, sharing, history, freebusy, auth, ops):
         app.include_router(module.router)
     _declare_common_behaviour(app)
     return app

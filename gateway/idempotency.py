@@ -34,6 +34,10 @@ _FINAL = {409, 412, 422}
 _TOKEN_ANSWERS = {"/api/auth/login", "/api/auth/refresh"}
 
 
+# POST routes that only read (a query too large for a URL): nothing to apply twice.
+READS_BY_POST = frozenset({"/api/freebusy"})
+
+
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -41,7 +45,9 @@ class IdempotencyMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = (
             _header(scope, HEADER)
-            if scope["type"] == "http" and scope["method"] == "POST"
+            if scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] not in READS_BY_POST
             else None
         )
         if key is None:

@@ -1,14 +1,15 @@
 """The event service, as the sharing service needs it: read an event's access list,
-and change it if nobody else did meanwhile."""
+and change it if nobody else did meanwhile; read users' busy times."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import grpc
 
 from common.roles import Role, role_to_proto
-from common.timeutil import from_timestamp
+from common.timeutil import from_timestamp, to_timestamp
 from common.upstream import UpstreamError, call
 from eventhub.events.v1 import events_pb2
 from eventhub.events.v1.events_pb2_grpc import EventServiceStub
@@ -50,7 +51,8 @@ class StaleAccess(Exception):
 
 
 class EventAccessClient:
-    """Acts as the current caller: the event service checks the role itself."""
+    """Acts as the current caller: the event service checks the role itself (and
+    answers busy times to the sharing service only, which decides who may see them)."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._events = EventServiceStub(channel)
@@ -80,6 +82,22 @@ class EventAccessClient:
             if error.code == grpc.StatusCode.FAILED_PRECONDITION:
                 raise StaleAccess() from None
             raise
+
+    async def busy_times(
+        self, user_ids: Sequence[uuid.UUID], start: datetime, end: datetime
+    ) -> dict[uuid.UUID, list[int]]:
+        """Each user's busy intervals in [start, end): merged, sorted, clipped, as a flat
+        list start0, end0, start1, end1, ... of microseconds since the epoch (UTC)."""
+        request = events_pb2.BusyTimesRequest(
+            user_ids=[str(user_id) for user_id in user_ids],
+            start=to_timestamp(start),
+            end=to_timestamp(end),
+        )
+        response = await call(self._events.BusyTimes, request)
+        busy = {uuid.UUID(user.user_id): list(user.busy_micros) for user in response.users}
+        if busy.keys() != set(user_ids):
+            raise ValueError("the event service answered busy times for other users than asked")
+        return busy
 
 
 def _access(message: events_pb2.Access) -> EventAccess:

@@ -1,7 +1,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, String
+from sqlalchemy import BigInteger, DateTime, Index, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import service_metadata
@@ -33,3 +33,15 @@ class PermissionChange(Base):
     __table_args__ = (
         Index("uq_permission_changes_event_id_sequence", "event_id", "sequence", unique=True),
     )
+
+
+class FreeBusyGrant(Base):
+    """`grantee_id` may see `owner_id`'s free/busy. `grantee_username` as it was when
+    granted, so a listing needs no call to the auth service."""
+
+    __tablename__ = "freebusy_grants"
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    grantee_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    grantee_username: Mapped[str] = mapped_column(Text)
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

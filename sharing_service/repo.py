@@ -1,10 +1,14 @@
-"""All SQL of the sharing service: the permission audit trail."""
+"""All SQL of the sharing service: the permission audit trail and free/busy grants."""
+
+import uuid
+from collections.abc import Collection, Sequence
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import delete, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sharing_service.models import PermissionChange
+from sharing_service.models import FreeBusyGrant, PermissionChange
 
 # Fixed SQL with the rows as one JSON parameter: prepared once, not compiled per batch.
 _ADD_PERMISSION_CHANGES = text(f"""
@@ -21,3 +25,63 @@ async def add_permission_changes(session: AsyncSession, rows: list[dict]) -> Non
     """Store audit records; one already stored (same event and sequence) is kept as is."""
     if rows:
         await session.execute(_ADD_PERMISSION_CHANGES, {"rows": orjson.dumps(rows).decode()})
+
+
+async def add_freebusy_grant(
+    session: AsyncSession, owner_id: uuid.UUID, grantee_id: uuid.UUID, grantee_username: str
+) -> FreeBusyGrant | None:
+    """The new grant; None if the owner had already granted that user."""
+    return await session.scalar(
+        insert(FreeBusyGrant)
+        .values(owner_id=owner_id, grantee_id=grantee_id, grantee_username=grantee_username)
+        .on_conflict_do_nothing(index_elements=["owner_id", "grantee_id"])
+        .returning(FreeBusyGrant)
+    )
+
+
+async def get_freebusy_grant(
+    session: AsyncSession, owner_id: uuid.UUID, grantee_id: uuid.UUID
+) -> FreeBusyGrant | None:
+    return await session.scalar(
+        select(FreeBusyGrant).where(
+            FreeBusyGrant.owner_id == owner_id, FreeBusyGrant.grantee_id == grantee_id
+        )
+    )
+
+
+async def list_freebusy_grants(
+    session: AsyncSession, owner_id: uuid.UUID
+) -> Sequence[FreeBusyGrant]:
+    """The owner's grants, oldest first."""
+    result = await session.scalars(
+        select(FreeBusyGrant)
+        .where(FreeBusyGrant.owner_id == owner_id)
+        .order_by(FreeBusyGrant.granted_at, FreeBusyGrant.grantee_id)
+    )
+    return result.all()
+
+
+async def delete_freebusy_grant(
+    session: AsyncSession, owner_id: uuid.UUID, grantee_id: uuid.UUID
+) -> bool:
+    """Whether there was such a grant."""
+    deleted = await session.scalar(
+        delete(FreeBusyGrant)
+        .where(FreeBusyGrant.owner_id == owner_id, FreeBusyGrant.grantee_id == grantee_id)
+        .returning(FreeBusyGrant.owner_id)
+    )
+    return deleted is not None
+
+
+async def granters_of(
+    session: AsyncSession, grantee_id: uuid.UUID, owner_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Those of `owner_ids` who let `grantee_id` see their free/busy."""
+    if not owner_ids:
+        return set()
+    result = await session.scalars(
+        select(FreeBusyGrant.owner_id).where(
+            FreeBusyGrant.grantee_id == grantee_id, FreeBusyGrant.owner_id.in_(owner_ids)
+        )
+    )
+    return set(result.all())

@@ -1,10 +1,18 @@
-"""gRPC adapter of the sharing service: proto in, SharingService call, proto out."""
+"""gRPC adapter of the sharing service: proto in, SharingService or FreeBusyService
+call, proto out."""
 
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from common.errors import InvalidArgument
 from common.grpc_server import current_caller
 from common.roles import Role
-from common.timeutil import to_timestamp
+from common.timeutil import from_timestamp, to_timestamp
 from eventhub.sharing.v1 import sharing_pb2, sharing_pb2_grpc
 from sharing_service.events import Permission
+from sharing_service.freebusy import FreeBusyService, FreeBusyUser
+from sharing_service.models import FreeBusyGrant
 from sharing_service.service import ShareTarget, SharingService
 
 
@@ -19,11 +27,29 @@ def permission_message(permission: Permission) -> sharing_pb2.Permission:
     )
 
 
+def grant_message(grant: FreeBusyGrant) -> sharing_pb2.FreeBusyGrant:
+    return sharing_pb2.FreeBusyGrant(
+        user_id=str(grant.grantee_id),
+        username=grant.grantee_username,
+        granted_at=to_timestamp(grant.granted_at),
+    )
+
+
+def _instant(field: str, present: bool, value: Timestamp) -> datetime | None:
+    if not present:
+        return None
+    try:
+        return from_timestamp(value)
+    except ValueError:
+        raise InvalidArgument.field(field, "is not a valid timestamp") from None
+
+
 class SharingServicer(sharing_pb2_grpc.SharingServiceServicer):
     """Every call needs a verified caller."""
 
-    def __init__(self, service: SharingService) -> None:
+    def __init__(self, service: SharingService, freebusy: FreeBusyService) -> None:
         self._service = service
+        self._freebusy = freebusy
 
     async def ShareEvent(self, request, context):  # type: ignore[no-untyped-def]
         targets = [
@@ -52,3 +78,31 @@ class SharingServicer(sharing_pb2_grpc.SharingServiceServicer):
     async def RevokePermission(self, request, context):  # type: ignore[no-untyped-def]
         await self._service.revoke(current_caller(), request.event_id, request.user_id)
         return sharing_pb2.RevokePermissionResponse()
+
+    async def FreeBusy(self, request, context):  # type: ignore[no-untyped-def]
+        users = [FreeBusyUser(user_id=u.user_id, username=u.username) for u in request.users]
+        start = _instant("start", request.HasField("start"), request.start)
+        end = _instant("end", request.HasField("end"), request.end)
+        answers = await self._freebusy.free_busy(current_caller(), start, end, users)
+        return sharing_pb2.FreeBusyResponse(
+            users=[
+                sharing_pb2.UserFreeBusy(
+                    busy_micros=answer.busy_micros,
+                    error_reason=answer.error_reason,
+                    error_message=answer.error_message,
+                )
+                for answer in answers
+            ]
+        )
+
+    async def ListFreeBusyGrants(self, request, context):  # type: ignore[no-untyped-def]
+        grants = await self._freebusy.list_grants(current_caller())
+        return sharing_pb2.ListFreeBusyGrantsResponse(items=[grant_message(g) for g in grants])
+
+    async def PutFreeBusyGrant(self, request, context):  # type: ignore[no-untyped-def]
+        grant, created = await self._freebusy.put_grant(current_caller(), request.user_id)
+        return sharing_pb2.PutFreeBusyGrantResponse(grant=grant_message(grant), created=created)
+
+    async def DeleteFreeBusyGrant(self, request, context):  # type: ignore[no-untyped-def]
+        await self._freebusy.delete_grant(current_caller(), request.user_id)
+        return sharing_pb2.DeleteFreeBusyGrantResponse()

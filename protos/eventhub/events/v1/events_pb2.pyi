@@ -426,3 +426,27 @@ class ChangeAccessRequest(_message.Message):
     expected_access_version: int
     changes: _containers.RepeatedCompositeFieldContainer[AccessChange]
     def __init__(self, event_id: _Optional[str] = ..., expected_access_version: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[AccessChange, _Mapping]]] = ...) -> None: ...
+
+class BusyTimesRequest(_message.Message):
+    __slots__ = ("user_ids", "start", "end")
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UserBusyTimes(_message.Message):
+    __slots__ = ("user_id", "busy_micros")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    BUSY_MICROS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    busy_micros: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, user_id: _Optional[str] = ..., busy_micros: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class BusyTimesResponse(_message.Message):
+    __slots__ = ("users",)
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[UserBusyTimes]
+    def __init__(self, users: _Optional[_Iterable[_Union[UserBusyTimes, _Mapping]]] = ...) -> None: ...

@@ -126,6 +126,11 @@ class EventServiceStub:
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ChangeAccessRequest.SerializeToString,
                 response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.Access.FromString,
                 _registered_method=True)
+        self.BusyTimes = channel.unary_unary(
+                '/eventhub.events.v1.EventService/BusyTimes',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.BusyTimesRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.BusyTimesResponse.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -268,6 +273,16 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BusyTimes(self, request, context):
+        """Busy intervals of users' own events (those they hold the owner role on) in a
+        window: occurrences with exceptions applied, cancelled ones left out, clipped,
+        overlapping or touching ones merged. Called by the sharing service only, which
+        decides whose free/busy a caller may see.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -355,6 +370,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.ChangeAccess,
                     request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ChangeAccessRequest.FromString,
                     response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.Access.SerializeToString,
+            ),
+            'BusyTimes': grpc.unary_unary_rpc_method_handler(
+                    servicer.BusyTimes,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.BusyTimesRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.BusyTimesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -823,6 +843,33 @@ class EventService:
             '/eventhub.events.v1.EventService/ChangeAccess',
             eventhub_dot_events_dot_v1_dot_events__pb2.ChangeAccessRequest.SerializeToString,
             eventhub_dot_events_dot_v1_dot_events__pb2.Access.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BusyTimes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/BusyTimes',
+            eventhub_dot_events_dot_v1_dot_events__pb2.BusyTimesRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.BusyTimesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,3 +83,81 @@ class RevokePermissionRequest(_message.Message):
 class RevokePermissionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class FreeBusyUser(_message.Message):
+    __slots__ = ("user_id", "username")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    username: str
+    def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ...) -> None: ...
+
+class FreeBusyRequest(_message.Message):
+    __slots__ = ("start", "end", "users")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    users: _containers.RepeatedCompositeFieldContainer[FreeBusyUser]
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., users: _Optional[_Iterable[_Union[FreeBusyUser, _Mapping]]] = ...) -> None: ...
+
+class UserFreeBusy(_message.Message):
+    __slots__ = ("busy_micros", "error_reason", "error_message")
+    BUSY_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    busy_micros: _containers.RepeatedScalarFieldContainer[int]
+    error_reason: str
+    error_message: str
+    def __init__(self, busy_micros: _Optional[_Iterable[int]] = ..., error_reason: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class FreeBusyResponse(_message.Message):
+    __slots__ = ("users",)
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[UserFreeBusy]
+    def __init__(self, users: _Optional[_Iterable[_Union[UserFreeBusy, _Mapping]]] = ...) -> None: ...
+
+class FreeBusyGrant(_message.Message):
+    __slots__ = ("user_id", "username", "granted_at")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_AT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    username: str
+    granted_at: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ..., granted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListFreeBusyGrantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFreeBusyGrantsResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[FreeBusyGrant]
+    def __init__(self, items: _Optional[_Iterable[_Union[FreeBusyGrant, _Mapping]]] = ...) -> None: ...
+
+class PutFreeBusyGrantRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class PutFreeBusyGrantResponse(_message.Message):
+    __slots__ = ("grant", "created")
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    grant: FreeBusyGrant
+    created: bool
+    def __init__(self, grant: _Optional[_Union[FreeBusyGrant, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class DeleteFreeBusyGrantRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class DeleteFreeBusyGrantResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -61,6 +61,26 @@ class SharingServiceStub:
                 request_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.RevokePermissionRequest.SerializeToString,
                 response_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.RevokePermissionResponse.FromString,
                 _registered_method=True)
+        self.FreeBusy = channel.unary_unary(
+                '/eventhub.sharing.v1.SharingService/FreeBusy',
+                request_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.FreeBusyRequest.SerializeToString,
+                response_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.FreeBusyResponse.FromString,
+                _registered_method=True)
+        self.ListFreeBusyGrants = channel.unary_unary(
+                '/eventhub.sharing.v1.SharingService/ListFreeBusyGrants',
+                request_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListFreeBusyGrantsRequest.SerializeToString,
+                response_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListFreeBusyGrantsResponse.FromString,
+                _registered_method=True)
+        self.PutFreeBusyGrant = channel.unary_unary(
+                '/eventhub.sharing.v1.SharingService/PutFreeBusyGrant',
+                request_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.PutFreeBusyGrantRequest.SerializeToString,
+                response_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.PutFreeBusyGrantResponse.FromString,
+                _registered_method=True)
+        self.DeleteFreeBusyGrant = channel.unary_unary(
+                '/eventhub.sharing.v1.SharingService/DeleteFreeBusyGrant',
+                request_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.DeleteFreeBusyGrantRequest.SerializeToString,
+                response_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.DeleteFreeBusyGrantResponse.FromString,
+                _registered_method=True)
 
 
 class SharingServiceServicer:
@@ -101,6 +121,37 @@ class SharingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FreeBusy(self, request, context):
+        """The busy times of users in a window: the caller's own, and those of users who
+        granted the caller their free/busy; for anyone else an error reason instead.
+        INVALID_ARGUMENT for a bad window or user list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFreeBusyGrants(self, request, context):
+        """The users the caller lets see their free/busy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutFreeBusyGrant(self, request, context):
+        """Lets a user see the caller's free/busy (NOT_FOUND: unknown user;
+        INVALID_ARGUMENT: the caller). `created` is false if it already did.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFreeBusyGrant(self, request, context):
+        """Stops letting a user see the caller's free/busy (NOT_FOUND: no such grant).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SharingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +174,26 @@ def add_SharingServiceServicer_to_server(servicer, server):
                     servicer.RevokePermission,
                     request_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.RevokePermissionRequest.FromString,
                     response_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.RevokePermissionResponse.SerializeToString,
+            ),
+            'FreeBusy': grpc.unary_unary_rpc_method_handler(
+                    servicer.FreeBusy,
+                    request_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.FreeBusyRequest.FromString,
+                    response_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.FreeBusyResponse.SerializeToString,
+            ),
+            'ListFreeBusyGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFreeBusyGrants,
+                    request_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListFreeBusyGrantsRequest.FromString,
+                    response_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListFreeBusyGrantsResponse.SerializeToString,
+            ),
+            'PutFreeBusyGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutFreeBusyGrant,
+                    request_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.PutFreeBusyGrantRequest.FromString,
+                    response_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.PutFreeBusyGrantResponse.SerializeToString,
+            ),
+            'DeleteFreeBusyGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFreeBusyGrant,
+                    request_deserializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.DeleteFreeBusyGrantRequest.FromString,
+                    response_serializer=eventhub_dot_sharing_dot_v1_dot_sharing__pb2.DeleteFreeBusyGrantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -240,6 +311,114 @@ class SharingService:
             '/eventhub.sharing.v1.SharingService/RevokePermission',
             eventhub_dot_sharing_dot_v1_dot_sharing__pb2.RevokePermissionRequest.SerializeToString,
             eventhub_dot_sharing_dot_v1_dot_sharing__pb2.RevokePermissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FreeBusy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.sharing.v1.SharingService/FreeBusy',
+            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.FreeBusyRequest.SerializeToString,
+            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.FreeBusyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFreeBusyGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.sharing.v1.SharingService/ListFreeBusyGrants',
+            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListFreeBusyGrantsRequest.SerializeToString,
+            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.ListFreeBusyGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutFreeBusyGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.sharing.v1.SharingService/PutFreeBusyGrant',
+            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.PutFreeBusyGrantRequest.SerializeToString,
+            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.PutFreeBusyGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFreeBusyGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.sharing.v1.SharingService/DeleteFreeBusyGrant',
+            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.DeleteFreeBusyGrantRequest.SerializeToString,
+            eventhub_dot_sharing_dot_v1_dot_sharing__pb2.DeleteFreeBusyGrantResponse.FromString,
             options,
             channel_credentials,
             insecure,
