@@ -68,10 +68,11 @@ clean: down
 	rm -rf $(RUN_DIR)
 
 ## Load benchmarks with wrk (BENCH_ARGS=--smoke for a quick error check), then the
-## change stream's fan-out and the sync's paging (bench/stream.py).
+## change stream's fan-out and the sync's paging (bench/stream.py), then free/busy.
 bench: $(STAMP)
 	$(PY) -m bench.load $(BENCH_ARGS)
 	$(PY) -m bench.stream $(BENCH_ARGS)
+	$(PY) -m bench.freebusy $(BENCH_ARGS)
 
 ## Offline checks of the Dockerfile, docker-compose.yml and the Kubernetes overlays.
 deploy-check:

@@ -1,6 +1,9 @@
 """What every benchmark shares: an isolated system to run against, users, percentiles."""
 
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -10,7 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from scripts.stack import Stack, isolated_deployment
+from bench.wrk import Figures, run_wrk
+from scripts.stack import Stack, free_port, isolated_deployment, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
 
 PASSWORD = "bench password 1"
 
@@ -106,3 +112,39 @@ def isolated_stack(prefix: str, **settings: str) -> Iterator[tuple[Stack, Path]]
                 yield stack, workdir
             finally:
                 stack.stop_all()
+
+
+def measure_ceiling(seconds: float, connections: int, workdir: Path) -> Figures:
+    """The ceiling of a one-worker gateway: a bare FastAPI app served the same way
+    (uvloop, httptools), `GET /ping` driven by wrk."""
+    port = free_port()
+    app = subprocess.Popen(
+        [
+            sys.executable, "-m", "uvicorn", "bench.ceiling_app:app", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning",
+        ],
+        cwd=REPO,
+        env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: answers(f"{base}/ping"), 30, "the ceiling app")
+        return run_wrk(
+            f"{base}/ping",
+            'wrk.method = "GET"\n',
+            seconds=seconds,
+            connections=connections,
+            threads=2,
+            workdir=workdir,
+        )
+    finally:
+        app.terminate()
+        app.wait(30)
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

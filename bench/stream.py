@@ -21,29 +21,26 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
 import psutil
 
-from bench.common import User, isolated_stack, register_async
+from bench.common import User, answers, isolated_stack, measure_ceiling, register_async
 from bench.load_seed import bounded, create_batches, one_off
 from bench.wrk import Figures, run_wrk
-from scripts.stack import free_port, wait_until
+from scripts.stack import wait_until
 
 MAX_DELAY_P99_S = 2.0
 MAX_MEMORY_MIB = 300
 MIN_PAGE_RATIO = 0.02
 STREAMS_PER_USER = 5
 ARRIVAL_TIMEOUT = 30.0
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -200,40 +197,6 @@ end
 """
 
 
-def measure_ceiling(seconds: float, connections: int, workdir: Path) -> Figures:
-    port = free_port()
-    app = subprocess.Popen(
-        [
-            sys.executable, "-m", "uvicorn", "bench.ceiling_app:app", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1", "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-level", "warning",
-        ],
-        cwd=REPO,
-        env=os.environ.copy(),
-    )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(f"{base}/ping"), 30, "the ceiling app")
-        return run_wrk(
-            f"{base}/ping",
-            'wrk.method = "GET"\n',
-            seconds=seconds,
-            connections=connections,
-            threads=2,
-            workdir=workdir,
-        )
-    finally:
-        app.terminate()
-        app.wait(30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def verdict(passed: bool) -> str:
     return "PASS" if passed else "MISS"
 
@@ -254,7 +217,7 @@ def main() -> None:
         second = stack.start_replica("gateway", 1)
         port = int(stack.env.get("EVENTHUB_GATEWAY_PORT", "8000")) + 1
         urls = [stack.gateway_url, f"http://127.0.0.1:{port}"]
-        wait_until(lambda: _answers(f"{urls[1]}/healthz"), 30, "the second gateway")
+        wait_until(lambda: answers(f"{urls[1]}/healthz"), 30, "the second gateway")
         pids = [stack.procs["gateway"].pid, stack.procs[second].pid]
         print(f"fan-out: {users * STREAMS_PER_USER} streams over 2 gateways...", flush=True)
         spread = asyncio.run(fan_out(urls, pids, users, changes))

@@ -116,6 +116,26 @@ return {token, redis.call('HGET', ARGV[1] .. ':' .. token, ARGV[2])}
 """
 
 
+# `_READ_PAGE` for several users at once. KEYS: their view keys; ARGV[1]: the query,
+# then per user the prefix of their page hashes and a fresh token. Flat answer:
+# token, body (false: not cached) per user.
+_READ_PAGES = """
+local answer = {}
+for i, view in ipairs(KEYS) do
+  local token = redis.call('GET', view)
+  if not token then
+    token = ARGV[2 * i + 1]
+    redis.call('SET', view, token, 'EX', 86400)
+    answer[2 * i - 1], answer[2 * i] = token, false
+  else
+    answer[2 * i - 1] = token
+    answer[2 * i] = redis.call('HGET', ARGV[2 * i] .. ':' .. token, ARGV[1])
+  end
+end
+return answer
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class CachedPage:
     """A listing's cached body (None: not cached) and the token to store it under."""
@@ -134,6 +154,7 @@ class PageCache:
         self._pages = pages_prefix(namespace)
         self._ttl = ttl
         self._read = redis.register_script(_READ_PAGE)
+        self._read_many = redis.register_script(_READ_PAGES)
 
     async def read(self, user_id: str, query: str) -> CachedPage:
         token, body = await self._read(
@@ -143,8 +164,24 @@ class PageCache:
         return CachedPage(body or None, token.decode())
 
     async def store(self, user_id: str, page: CachedPage, query: str, body: bytes) -> None:
-        key = f"{self._pages}:{user_id}:{page.token}"
+        await self.store_many([(user_id, page, body)], query)
+
+    async def read_many(self, user_ids: Sequence[str], query: str) -> list[CachedPage]:
+        """`read` for several users in one round trip."""
+        args = [query]
+        for user_id in user_ids:
+            args += [f"{self._pages}:{user_id}", uuid.uuid4().hex]
+        found = await self._read_many(keys=[f"{self._views}:{u}" for u in user_ids], args=args)
+        return [
+            CachedPage(found[2 * i + 1] or None, found[2 * i].decode())
+            for i in range(len(user_ids))
+        ]
+
+    async def store_many(self, pages: Sequence[tuple[str, CachedPage, bytes]], query: str) -> None:
+        """Store (user id, the page read before computing it, body) in one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, query, body)
-            pipe.expire(key, self._ttl)
+            for user_id, page, body in pages:
+                key = f"{self._pages}:{user_id}:{page.token}"
+                pipe.hset(key, query, body)
+                pipe.expire(key, self._ttl)
             await pipe.execute()

@@ -5,7 +5,7 @@ import sys
 from redis.asyncio import Redis
 
 from common.db import make_driver_pool, pipelined_transaction
-from common.event_cache import event_cache_prefix, view_prefix
+from common.event_cache import PageCache, event_cache_prefix, view_prefix
 from common.idempotency import IdempotencyKeys
 from common.notifications import event_stream, event_stream_subjects
 from common.outbox import OutboxRelay
@@ -58,6 +58,8 @@ async def run(wiring: Wiring[EventSettings]) -> None:
     access = AccessService(settings.namespace, engine, cache, relay.committed)
     keys = IdempotencyKeys(idempotency_keys, settings.idempotency_ttl)
     sync = SyncReader(engine, SyncTokens(settings.internal_service_key()))
+    pages = PageCache(redis, settings.namespace, settings.event_cache_ttl)
+    busy = BusyTimes(engine, pages, settings.event_cache_ttl)
     relay.start()
     wiring.on_stop(relay.close)
     wiring.in_background(
@@ -69,7 +71,7 @@ async def run(wiring: Wiring[EventSettings]) -> None:
         events_pb2,
         "EventService",
         events_pb2_grpc.add_EventServiceServicer_to_server,
-        EventServicer(reader, service, series, access, keys, services, sync, BusyTimes(engine)),
+        EventServicer(reader, service, series, access, keys, services, sync, busy),
         verifier,
     )
 

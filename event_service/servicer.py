@@ -427,11 +427,14 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
     async def BusyTimes(self, request, context):  # type: ignore[no-untyped-def]
         self._services.require("sharing", "read users' busy times")
         busy = await self._busy.of(
-            list(request.user_ids), _time(request, "start"), _time(request, "end")
+            list(request.user_ids),
+            _time(request, "start"),
+            _time(request, "end"),
+            request.timezone,
         )
         return events_pb2.BusyTimesResponse(
             users=[
-                events_pb2.UserBusyTimes(user_id=user_id, busy_micros=times)
+                events_pb2.UserBusyTimes(user_id=user_id, busy_json=times)
                 for user_id, times in zip(request.user_ids, busy, strict=True)
             ]
         )

@@ -84,17 +84,18 @@ class EventAccessClient:
             raise
 
     async def busy_times(
-        self, user_ids: Sequence[uuid.UUID], start: datetime, end: datetime
-    ) -> dict[uuid.UUID, list[int]]:
-        """Each user's busy intervals in [start, end): merged, sorted, clipped, as a flat
-        list start0, end0, start1, end1, ... of microseconds since the epoch (UTC)."""
+        self, user_ids: Sequence[uuid.UUID], start: datetime, end: datetime, timezone: str
+    ) -> dict[uuid.UUID, bytes]:
+        """Each user's busy intervals in [start, end) as the REST API's JSON array
+        (merged, sorted, clipped, in the zone's offsets)."""
         request = events_pb2.BusyTimesRequest(
             user_ids=[str(user_id) for user_id in user_ids],
             start=to_timestamp(start),
             end=to_timestamp(end),
+            timezone=timezone,
         )
         response = await call(self._events.BusyTimes, request)
-        busy = {uuid.UUID(user.user_id): list(user.busy_micros) for user in response.users}
+        busy = {uuid.UUID(user.user_id): user.busy_json for user in response.users}
         if busy.keys() != set(user_ids):
             raise ValueError("the event service answered busy times for other users than asked")
         return busy

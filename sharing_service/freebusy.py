@@ -46,12 +46,10 @@ class FreeBusyUser:
 
 @dataclass(frozen=True)
 class UserFreeBusy:
-    """One asked user's answer: busy intervals, or the reason none are given.
+    """One asked user's answer: busy intervals (the REST API's JSON array, merged,
+    sorted, clipped to the window), or the reason none are given."""
 
-    `busy_micros` is flat: start0, end0, start1, end1, ... in microseconds since the
-    epoch (UTC), merged, sorted and clipped to the window."""
-
-    busy_micros: Sequence[int] = ()
+    busy_json: bytes = b""
     error_reason: str = ""
     error_message: str = ""
 
@@ -112,6 +110,7 @@ class FreeBusyService:
         start: datetime | None,
         end: datetime | None,
         users: Sequence[FreeBusyUser],
+        timezone: str = "",
     ) -> list[UserFreeBusy]:
         """One answer per asked user, in order: busy times for the caller and for users
         who granted the caller their free/busy; "forbidden" for other users, "not_found"
@@ -132,13 +131,13 @@ class FreeBusyService:
             for user in dict.fromkeys(resolved)
             if user is not None and (user == caller_id or user in granters)
         ]
-        busy = await self._events.busy_times(visible, start, end) if visible else {}
+        busy = await self._events.busy_times(visible, start, end, timezone) if visible else {}
         answers = []
         for user in resolved:
             if user is None:
                 answers.append(_NOT_FOUND)
             elif user in busy:
-                answers.append(UserFreeBusy(busy_micros=busy[user]))
+                answers.append(UserFreeBusy(busy_json=busy[user]))
             else:
                 answers.append(_FORBIDDEN)
         return answers

@@ -83,11 +83,13 @@ class SharingServicer(sharing_pb2_grpc.SharingServiceServicer):
         users = [FreeBusyUser(user_id=u.user_id, username=u.username) for u in request.users]
         start = _instant("start", request.HasField("start"), request.start)
         end = _instant("end", request.HasField("end"), request.end)
-        answers = await self._freebusy.free_busy(current_caller(), start, end, users)
+        answers = await self._freebusy.free_busy(
+            current_caller(), start, end, users, request.timezone
+        )
         return sharing_pb2.FreeBusyResponse(
             users=[
                 sharing_pb2.UserFreeBusy(
-                    busy_micros=answer.busy_micros,
+                    busy_json=answer.busy_json,
                     error_reason=answer.error_reason,
                     error_message=answer.error_message,
                 )

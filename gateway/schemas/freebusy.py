@@ -57,6 +57,7 @@ class FreeBusyIn(BaseModel):
             start=to_timestamp(self.start),
             end=to_timestamp(self.end),
             users=[user.to_proto() for user in self.users],
+            timezone=self.timezone,
         )
 
 

@@ -195,3 +195,20 @@ def test_a_grant_to_nobody_is_404_and_to_oneself_422(api: httpx.Client, alice: U
     assert_problem(api.put(f"/api/freebusy/grants/{uuid.uuid4()}", headers=alice.headers), 404)
     assert_problem(api.put(f"/api/freebusy/grants/{alice.id}", headers=alice.headers), 422)
     assert api.get("/api/freebusy/grants", headers=alice.headers).json()["items"] == []
+
+
+def test_a_change_shows_in_the_next_answer(api: httpx.Client, alice: User, bob: User) -> None:
+    """Answers are cached per user and window: every write to the user's events
+    replaces them, whoever asks."""
+    event_id = create(api, bob, "2034-03-04T09:00:00Z", "2034-03-04T10:00:00Z")
+    assert grant(api, bob, alice).status_code == 201
+    for caller in (bob, alice, bob):
+        assert busy_of(free_busy(api, caller, {"user_id": bob.id}), bob.id) == [
+            ("2034-03-04T09:00:00Z", "2034-03-04T10:00:00Z")
+        ]
+    moved = {"start_time": "2034-03-05T09:00:00Z", "end_time": "2034-03-05T11:00:00Z"}
+    response = api.patch(f"/api/events/{event_id}", headers=bob.headers, json=moved)
+    assert response.status_code == 200, response.text
+    assert busy_of(free_busy(api, alice, {"user_id": bob.id}), bob.id) == [
+        ("2034-03-05T09:00:00Z", "2034-03-05T11:00:00Z")
+    ]

@@ -428,22 +428,24 @@ class ChangeAccessRequest(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., expected_access_version: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[AccessChange, _Mapping]]] = ...) -> None: ...
 
 class BusyTimesRequest(_message.Message):
-    __slots__ = ("user_ids", "start", "end")
+    __slots__ = ("user_ids", "start", "end", "timezone")
     USER_IDS_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     user_ids: _containers.RepeatedScalarFieldContainer[str]
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
-    def __init__(self, user_ids: _Optional[_Iterable[str]] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    timezone: str
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ...) -> None: ...
 
 class UserBusyTimes(_message.Message):
-    __slots__ = ("user_id", "busy_micros")
+    __slots__ = ("user_id", "busy_json")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
-    BUSY_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BUSY_JSON_FIELD_NUMBER: _ClassVar[int]
     user_id: str
-    busy_micros: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, user_id: _Optional[str] = ..., busy_micros: _Optional[_Iterable[int]] = ...) -> None: ...
+    busy_json: bytes
+    def __init__(self, user_id: _Optional[str] = ..., busy_json: _Optional[bytes] = ...) -> None: ...
 
 class BusyTimesResponse(_message.Message):
     __slots__ = ("users",)

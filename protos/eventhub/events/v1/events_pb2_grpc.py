@@ -276,7 +276,7 @@ class EventServiceServicer:
     def BusyTimes(self, request, context):
         """Busy intervals of users' own events (those they hold the owner role on) in a
         window: occurrences with exceptions applied, cancelled ones left out, clipped,
-        overlapping or touching ones merged. Called by the sharing service only, which
+        overlapping or touching ones merged, as JSON. Called by the sharing service only, which
         decides whose free/busy a caller may see.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -26,7 +26,7 @@ from eventhub.common.v1 import common_pb2 as eventhub_dot_common_dot_v1_dot_comm
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!eventhub/sharing/v1/sharing.proto\x12\x13\x65venthub.sharing.v1\x1a\x1f\x65venthub/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n\nPermission\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12&\n\x04role\x18\x04 \x01(\x0e\x32\x18.eventhub.common.v1.Role\x12\x12\n\ngranted_by\x18\x05 \x01(\t\x12.\n\ngranted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x0bShareTarget\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08username\x18\x02 \x01(\tH\x00\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.eventhub.common.v1.RoleB\x06\n\x04user\"V\n\x11ShareEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x05users\x18\x02 \x03(\x0b\x32 .eventhub.sharing.v1.ShareTarget\"D\n\x12ShareEventResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.eventhub.sharing.v1.Permission\"*\n\x16ListPermissionsRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"I\n\x17ListPermissionsResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.eventhub.sharing.v1.Permission\"d\n\x17UpdatePermissionRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.eventhub.common.v1.Role\"<\n\x17RevokePermissionRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x1a\n\x18RevokePermissionResponse\"1\n\x0c\x46reeBusyUser\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\"\x97\x01\n\x0f\x46reeBusyRequest\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x05users\x18\x03 \x03(\x0b\x32!.eventhub.sharing.v1.FreeBusyUser\"P\n\x0cUserFreeBusy\x12\x13\n\x0b\x62usy_micros\x18\x01 \x03(\x03\x12\x14\n\x0c\x65rror_reason\x18\x02 \x01(\t\x12\x15\n\rerror_message\x18\x03 \x01(\t\"D\n\x10\x46reeBusyResponse\x12\x30\n\x05users\x18\x01 \x03(\x0b\x32!.eventhub.sharing.v1.UserFreeBusy\"b\n\rFreeBusyGrant\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12.\n\ngranted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1b\n\x19ListFreeBusyGrantsRequest\"O\n\x1aListFreeBusyGrantsResponse\x12\x31\n\x05items\x18\x01 \x03(\x0b\x32\".eventhub.sharing.v1.FreeBusyGrant\"*\n\x17PutFreeBusyGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"^\n\x18PutFreeBusyGrantResponse\x12\x31\n\x05grant\x18\x01 \x01(\x0b\x32\".eventhub.sharing.v1.FreeBusyGrant\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"-\n\x1a\x44\x65leteFreeBusyGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x1d\n\x1b\x44\x65leteFreeBusyGrantResponse2\xec\x06\n\x0eSharingService\x12]\n\nShareEvent\x12&.eventhub.sharing.v1.ShareEventRequest\x1a\'.eventhub.sharing.v1.ShareEventResponse\x12l\n\x0fListPermissions\x12+.eventhub.sharing.v1.ListPermissionsRequest\x1a,.eventhub.sharing.v1.ListPermissionsResponse\x12\x61\n\x10UpdatePermission\x12,.eventhub.sharing.v1.UpdatePermissionRequest\x1a\x1f.eventhub.sharing.v1.Permission\x12o\n\x10RevokePermission\x12,.eventhub.sharing.v1.RevokePermissionRequest\x1a-.eventhub.sharing.v1.RevokePermissionResponse\x12W\n\x08\x46reeBusy\x12$.eventhub.sharing.v1.FreeBusyRequest\x1a%.eventhub.sharing.v1.FreeBusyResponse\x12u\n\x12ListFreeBusyGrants\x12..eventhub.sharing.v1.ListFreeBusyGrantsRequest\x1a/.eventhub.sharing.v1.ListFreeBusyGrantsResponse\x12o\n\x10PutFreeBusyGrant\x12,.eventhub.sharing.v1.PutFreeBusyGrantRequest\x1a-.eventhub.sharing.v1.PutFreeBusyGrantResponse\x12x\n\x13\x44\x65leteFreeBusyGrant\x12/.eventhub.sharing.v1.DeleteFreeBusyGrantRequest\x1a\x30.eventhub.sharing.v1.DeleteFreeBusyGrantResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!eventhub/sharing/v1/sharing.proto\x12\x13\x65venthub.sharing.v1\x1a\x1f\x65venthub/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n\nPermission\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12&\n\x04role\x18\x04 \x01(\x0e\x32\x18.eventhub.common.v1.Role\x12\x12\n\ngranted_by\x18\x05 \x01(\t\x12.\n\ngranted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x0bShareTarget\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08username\x18\x02 \x01(\tH\x00\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.eventhub.common.v1.RoleB\x06\n\x04user\"V\n\x11ShareEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x05users\x18\x02 \x03(\x0b\x32 .eventhub.sharing.v1.ShareTarget\"D\n\x12ShareEventResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.eventhub.sharing.v1.Permission\"*\n\x16ListPermissionsRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"I\n\x17ListPermissionsResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.eventhub.sharing.v1.Permission\"d\n\x17UpdatePermissionRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.eventhub.common.v1.Role\"<\n\x17RevokePermissionRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x1a\n\x18RevokePermissionResponse\"1\n\x0c\x46reeBusyUser\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\"\xa9\x01\n\x0f\x46reeBusyRequest\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x05users\x18\x03 \x03(\x0b\x32!.eventhub.sharing.v1.FreeBusyUser\x12\x10\n\x08timezone\x18\x04 \x01(\t\"N\n\x0cUserFreeBusy\x12\x11\n\tbusy_json\x18\x01 \x01(\x0c\x12\x14\n\x0c\x65rror_reason\x18\x02 \x01(\t\x12\x15\n\rerror_message\x18\x03 \x01(\t\"D\n\x10\x46reeBusyResponse\x12\x30\n\x05users\x18\x01 \x03(\x0b\x32!.eventhub.sharing.v1.UserFreeBusy\"b\n\rFreeBusyGrant\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12.\n\ngranted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1b\n\x19ListFreeBusyGrantsRequest\"O\n\x1aListFreeBusyGrantsResponse\x12\x31\n\x05items\x18\x01 \x03(\x0b\x32\".eventhub.sharing.v1.FreeBusyGrant\"*\n\x17PutFreeBusyGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"^\n\x18PutFreeBusyGrantResponse\x12\x31\n\x05grant\x18\x01 \x01(\x0b\x32\".eventhub.sharing.v1.FreeBusyGrant\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"-\n\x1a\x44\x65leteFreeBusyGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x1d\n\x1b\x44\x65leteFreeBusyGrantResponse2\xec\x06\n\x0eSharingService\x12]\n\nShareEvent\x12&.eventhub.sharing.v1.ShareEventRequest\x1a\'.eventhub.sharing.v1.ShareEventResponse\x12l\n\x0fListPermissions\x12+.eventhub.sharing.v1.ListPermissionsRequest\x1a,.eventhub.sharing.v1.ListPermissionsResponse\x12\x61\n\x10UpdatePermission\x12,.eventhub.sharing.v1.UpdatePermissionRequest\x1a\x1f.eventhub.sharing.v1.Permission\x12o\n\x10RevokePermission\x12,.eventhub.sharing.v1.RevokePermissionRequest\x1a-.eventhub.sharing.v1.RevokePermissionResponse\x12W\n\x08\x46reeBusy\x12$.eventhub.sharing.v1.FreeBusyRequest\x1a%.eventhub.sharing.v1.FreeBusyResponse\x12u\n\x12ListFreeBusyGrants\x12..eventhub.sharing.v1.ListFreeBusyGrantsRequest\x1a/.eventhub.sharing.v1.ListFreeBusyGrantsResponse\x12o\n\x10PutFreeBusyGrant\x12,.eventhub.sharing.v1.PutFreeBusyGrantRequest\x1a-.eventhub.sharing.v1.PutFreeBusyGrantResponse\x12x\n\x13\x44\x65leteFreeBusyGrant\x12/.eventhub.sharing.v1.DeleteFreeBusyGrantRequest\x1a\x30.eventhub.sharing.v1.DeleteFreeBusyGrantResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,25 +54,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FREEBUSYUSER']._serialized_start=871
   _globals['_FREEBUSYUSER']._serialized_end=920
   _globals['_FREEBUSYREQUEST']._serialized_start=923
-  _globals['_FREEBUSYREQUEST']._serialized_end=1074
-  _globals['_USERFREEBUSY']._serialized_start=1076
-  _globals['_USERFREEBUSY']._serialized_end=1156
-  _globals['_FREEBUSYRESPONSE']._serialized_start=1158
-  _globals['_FREEBUSYRESPONSE']._serialized_end=1226
-  _globals['_FREEBUSYGRANT']._serialized_start=1228
-  _globals['_FREEBUSYGRANT']._serialized_end=1326
-  _globals['_LISTFREEBUSYGRANTSREQUEST']._serialized_start=1328
-  _globals['_LISTFREEBUSYGRANTSREQUEST']._serialized_end=1355
-  _globals['_LISTFREEBUSYGRANTSRESPONSE']._serialized_start=1357
-  _globals['_LISTFREEBUSYGRANTSRESPONSE']._serialized_end=1436
-  _globals['_PUTFREEBUSYGRANTREQUEST']._serialized_start=1438
-  _globals['_PUTFREEBUSYGRANTREQUEST']._serialized_end=1480
-  _globals['_PUTFREEBUSYGRANTRESPONSE']._serialized_start=1482
-  _globals['_PUTFREEBUSYGRANTRESPONSE']._serialized_end=1576
-  _globals['_DELETEFREEBUSYGRANTREQUEST']._serialized_start=1578
-  _globals['_DELETEFREEBUSYGRANTREQUEST']._serialized_end=1623
-  _globals['_DELETEFREEBUSYGRANTRESPONSE']._serialized_start=1625
-  _globals['_DELETEFREEBUSYGRANTRESPONSE']._serialized_end=1654
-  _globals['_SHARINGSERVICE']._serialized_start=1657
-  _globals['_SHARINGSERVICE']._serialized_end=2533
+  _globals['_FREEBUSYREQUEST']._serialized_end=1092
+  _globals['_USERFREEBUSY']._serialized_start=1094
+  _globals['_USERFREEBUSY']._serialized_end=1172
+  _globals['_FREEBUSYRESPONSE']._serialized_start=1174
+  _globals['_FREEBUSYRESPONSE']._serialized_end=1242
+  _globals['_FREEBUSYGRANT']._serialized_start=1244
+  _globals['_FREEBUSYGRANT']._serialized_end=1342
+  _globals['_LISTFREEBUSYGRANTSREQUEST']._serialized_start=1344
+  _globals['_LISTFREEBUSYGRANTSREQUEST']._serialized_end=1371
+  _globals['_LISTFREEBUSYGRANTSRESPONSE']._serialized_start=1373
+  _globals['_LISTFREEBUSYGRANTSRESPONSE']._serialized_end=1452
+  _globals['_PUTFREEBUSYGRANTREQUEST']._serialized_start=1454
+  _globals['_PUTFREEBUSYGRANTREQUEST']._serialized_end=1496
+  _globals['_PUTFREEBUSYGRANTRESPONSE']._serialized_start=1498
+  _globals['_PUTFREEBUSYGRANTRESPONSE']._serialized_end=1592
+  _globals['_DELETEFREEBUSYGRANTREQUEST']._serialized_start=1594
+  _globals['_DELETEFREEBUSYGRANTREQUEST']._serialized_end=1639
+  _globals['_DELETEFREEBUSYGRANTRESPONSE']._serialized_start=1641
+  _globals['_DELETEFREEBUSYGRANTRESPONSE']._serialized_end=1670
+  _globals['_SHARINGSERVICE']._serialized_start=1673
+  _globals['_SHARINGSERVICE']._serialized_end=2549
 # @@protoc_insertion_point(module_scope)

@@ -93,24 +93,26 @@ class FreeBusyUser(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., username: _Optional[str] = ...) -> None: ...
 
 class FreeBusyRequest(_message.Message):
-    __slots__ = ("start", "end", "users")
+    __slots__ = ("start", "end", "users", "timezone")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     USERS_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     users: _containers.RepeatedCompositeFieldContainer[FreeBusyUser]
-    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., users: _Optional[_Iterable[_Union[FreeBusyUser, _Mapping]]] = ...) -> None: ...
+    timezone: str
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., users: _Optional[_Iterable[_Union[FreeBusyUser, _Mapping]]] = ..., timezone: _Optional[str] = ...) -> None: ...
 
 class UserFreeBusy(_message.Message):
-    __slots__ = ("busy_micros", "error_reason", "error_message")
-    BUSY_MICROS_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("busy_json", "error_reason", "error_message")
+    BUSY_JSON_FIELD_NUMBER: _ClassVar[int]
     ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    busy_micros: _containers.RepeatedScalarFieldContainer[int]
+    busy_json: bytes
     error_reason: str
     error_message: str
-    def __init__(self, busy_micros: _Optional[_Iterable[int]] = ..., error_reason: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+    def __init__(self, busy_json: _Optional[bytes] = ..., error_reason: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
 
 class FreeBusyResponse(_message.Message):
     __slots__ = ("users",)
