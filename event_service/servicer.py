@@ -425,6 +425,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         return access_message(await self._access.get(current_caller(), request.event_id))
 
     async def BusyTimes(self, request, context):  # type: ignore[no-untyped-def]
+        current_caller()  # a verified user first, as on every call
         self._services.require("sharing", "read users' busy times")
         busy = await self._busy.of(
             list(request.user_ids),

@@ -150,8 +150,9 @@ def test_calls_reserved_for_a_service_refuse_users_and_forged_services(
     service_channel: Callable[[str], grpc.Channel], make_user: Callable[..., User], stack: Stack
 ) -> None:
     """Rolling back to given content is the history service's call, changing an
-    access list the sharing service's: the event's owner calling directly, a token
-    signed with another key, an expired one or one of the other service are refused."""
+    access list or reading anyone's busy times the sharing service's: the event's owner
+    calling directly, a token signed with another key, an expired one or one of the
+    other service are refused."""
     owner, other = make_user(), make_user()
     events = EventServiceStub(service_channel("events"))
     user = [("authorization", f"Bearer {owner.access_token}")]
@@ -168,9 +169,11 @@ def test_calls_reserved_for_a_service_refuse_users_and_forged_services(
     )
     key = Path(stack.env["EVENTHUB_SERVICE_KEY_FILE"]).read_bytes().strip()
     forger_key = secrets.token_hex(32).encode()
+    busy = events_pb2.BusyTimesRequest(user_ids=[other.id], start=start, end=end)
     reserved = [
         (events.RollbackEvent, rollback, "history"),
         (events.ChangeAccess, share, "sharing"),
+        (events.BusyTimes, busy, "sharing"),
     ]
 
     for rpc, request, service in reserved:
