@@ -33,7 +33,7 @@ import nats.errors
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -161,29 +161,18 @@ class ChangeFeed:
 
     async def _follow(self, client: Client) -> None:
         await ensure_stream(client, self._stream, event_stream_subjects(self._namespace))
-        js = client.jetstream()
-        if self._last_seq:
-            config = ConsumerConfig(opt_start_seq=self._last_seq + 1)
-            policy = DeliverPolicy.BY_START_SEQUENCE
-        else:
-            config, policy = ConsumerConfig(), DeliverPolicy.NEW
-        old, self._subscription = self._subscription, None
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.unsubscribe()  # type: ignore[attr-defined]
-        self._subscription = await js.subscribe(
+        self._subscription = await client.jetstream().subscribe(
             feed_subject(self._namespace, "*"),
             stream=self._stream,
             cb=self._received,
             ordered_consumer=True,
             idle_heartbeat=2.0,
-            deliver_policy=policy,
-            config=config,
+            deliver_policy=DeliverPolicy.NEW,
         )
 
     async def _received(self, message: Msg) -> None:
         seq = message.metadata.sequence.stream
-        if seq <= self._last_seq:
+        if seq <= self._last_seq:  # an ordered consumer that restarted repeats some
             return
         self._last_seq = seq
         for client in self._clients.get(message.subject[self._prefix_length :], ()):
@@ -195,7 +184,7 @@ class ChangeFeed:
         subject = feed_subject(self._namespace, user_id)
         if self._nats is None or not self._nats.is_connected:
             return None
-        jsm = self._nats.jetstream()._jsm
+        jsm = self._nats.jsm()
         try:
             first = await jsm.get_msg(self._stream, seq=after)
         except NotFoundError:

@@ -103,20 +103,20 @@ def test_costly_requests_do_not_slow_another_users_reads(
         {"events": daily},
         {"events": since_1900(ZONES[:50]), "allow_conflicts": True},
     ]
-    answers: list[int] = []
+    answers: list[tuple[str, int]] = []  # (which request, its status)
     stop = threading.Event()
 
     def attack() -> None:
         with httpx.Client(base_url=str(api.base_url), timeout=30) as client:
             while not stop.is_set():
-                for batch in batches:
+                for index, batch in enumerate(batches):
                     response = client.post(
                         "/api/events/batch", headers=attacker.headers, json=batch
                     )
-                    answers.append(response.status_code)
+                    answers.append((f"batch {index}", response.status_code))
                 since = {"start": "2026-01-01T00:00:00Z"}
                 listing = client.get("/api/events", headers=attacker.headers, params=since)
-                answers.append(listing.status_code)
+                answers.append(("listing", listing.status_code))
 
     attacker_thread = threading.Thread(target=attack)
     attacker_thread.start()
@@ -132,8 +132,12 @@ def test_costly_requests_do_not_slow_another_users_reads(
         stop.set()
         attacker_thread.join(60)
 
-    assert set(answers) == {422, 200}, answers  # refused batches, answered listings
-    assert answers.count(422) >= 4
+    # Refused batches, answered listings. The batch from 1900 may pass once earlier
+    # refused tries have computed its zones' offsets: the budget bounds work, and work
+    # done is not charged twice.
+    outcomes = set(answers) - {("batch 4", 201), ("batch 4", 422)}
+    assert outcomes == {*((f"batch {n}", 422) for n in range(4)), ("listing", 200)}, answers
     p99 = statistics.quantiles(latencies_ms, n=100, method="inclusive")[98]
     assert p99 < READER_P99_MS, (p99, len(latencies_ms))
-    assert api.get("/api/events", headers=attacker.headers).json()["items"] == []
+    stored = api.get("/api/events", headers=attacker.headers, params={"limit": 200}).json()
+    assert {item["title"] for item in stored["items"]} <= {"old"}
