@@ -68,11 +68,13 @@ clean: down
 	rm -rf $(RUN_DIR)
 
 ## Load benchmarks with wrk (BENCH_ARGS=--smoke for a quick error check), then the
-## change stream's fan-out and the sync's paging (bench/stream.py), then free/busy.
+## change stream's fan-out and the sync's paging (bench/stream.py), free/busy and the
+## iCalendar export.
 bench: $(STAMP)
 	$(PY) -m bench.load $(BENCH_ARGS)
 	$(PY) -m bench.stream $(BENCH_ARGS)
 	$(PY) -m bench.freebusy $(BENCH_ARGS)
+	$(PY) -m bench.icalendar $(BENCH_ARGS)
 
 ## Offline checks of the Dockerfile, docker-compose.yml and the Kubernetes overlays.
 deploy-check:

@@ -13,6 +13,7 @@ from common.wiring import Wiring, run_process
 from event_service.access import AccessService
 from event_service.busy import BusyTimes
 from event_service.cache import EventCache
+from event_service.calendar_export import CalendarExport
 from event_service.config import EventSettings
 from event_service.models import idempotency_keys, outbox
 from event_service.reads import EventReader
@@ -71,7 +72,17 @@ async def run(wiring: Wiring[EventSettings]) -> None:
         events_pb2,
         "EventService",
         events_pb2_grpc.add_EventServiceServicer_to_server,
-        EventServicer(reader, service, series, access, keys, services, sync, busy),
+        EventServicer(
+            reader,
+            service,
+            series,
+            access,
+            keys,
+            services,
+            sync,
+            busy,
+            CalendarExport(engine, reader),
+        ),
         verifier,
     )
 

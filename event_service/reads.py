@@ -117,7 +117,7 @@ class EventReader:
             errors.append({"field": "limit", "message": f"must be 1 to {MAX_PAGE_SIZE}"})
         after = horizon = None
         if query.cursor:
-            decoded = _decode_cursor(query.cursor)
+            decoded = decode_cursor(query.cursor)
             if decoded is None:
                 errors.append({"field": "cursor", "message": "is not a cursor this API issued"})
             else:
@@ -151,7 +151,7 @@ class EventReader:
         views = [EventView(e, r) for e, r in page]
         horizon = horizon if syncable else None
         if len(found) > len(page):
-            return EventPage(views, _encode_cursor(page[-1][0], horizon))
+            return EventPage(views, encode_cursor(page[-1][0], horizon))
         return EventPage(views, "", horizon)
 
     async def expand(
@@ -371,7 +371,7 @@ def _occurs_in(event: StoredEvent, start: datetime | None, end: datetime | None)
     return bool(instances(event.schedule(), overrides, start, end or _FAR_FUTURE, limit=1))
 
 
-def _encode_cursor(event: StoredEvent, horizon: int | None) -> str:
+def encode_cursor(event: StoredEvent, horizon: int | None) -> str:
     """The position after `event`, with the sync horizon of the listing's first page
     (see `EventPage.sync_horizon`) if it has one."""
     micros = (event.created_at - _EPOCH) // timedelta(microseconds=1)
@@ -379,7 +379,7 @@ def _encode_cursor(event: StoredEvent, horizon: int | None) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[tuple[datetime, uuid.UUID], int | None] | None:
+def decode_cursor(cursor: str) -> tuple[tuple[datetime, uuid.UUID], int | None] | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         micros, event_id, *horizon = raw.split(":")

@@ -14,6 +14,7 @@ from common.service_identity import ServiceTokens
 from common.timeutil import from_timestamp, to_timestamp
 from event_service.access import AccessService, RequestedChange
 from event_service.busy import BusyTimes
+from event_service.calendar_export import CalendarExport
 from event_service.domain.events import EventDraft
 from event_service.reads import EventReader, EventView, ListQuery, OccurrenceView
 from event_service.repo import EventAccessRows
@@ -238,10 +239,12 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         services: ServiceTokens,
         sync: SyncReader,
         busy: BusyTimes,
+        export: CalendarExport,
     ) -> None:
         self._reader = reader
         self._sync = sync
         self._busy = busy
+        self._export = export
         self._service = service
         self._series = series
         self._access = access
@@ -423,6 +426,14 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
 
     async def GetAccess(self, request, context):  # type: ignore[no-untyped-def]
         return access_message(await self._access.get(current_caller(), request.event_id))
+
+    async def ExportEvent(self, request, context):  # type: ignore[no-untyped-def]
+        ics, version = await self._export.event(current_caller(), request.id)
+        return events_pb2.ExportEventResponse(ics=ics, version=version)
+
+    async def ExportCalendar(self, request, context):  # type: ignore[no-untyped-def]
+        ics, next_cursor = await self._export.page(current_caller(), request.cursor)
+        return events_pb2.ExportCalendarResponse(ics=ics, next_cursor=next_cursor)
 
     async def BusyTimes(self, request, context):  # type: ignore[no-untyped-def]
         current_caller()  # a verified user first, as on every call

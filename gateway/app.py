@@ -14,7 +14,16 @@ from gateway.idempotency import IdempotencyMiddleware
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.openapi import document_common_behaviour
 from gateway.responses import JSONResponse
-from gateway.routes import auth, change_stream, events, freebusy, history, ops, sharing
+from gateway.routes import (
+    auth,
+    calendar,
+    change_stream,
+    events,
+    freebusy,
+    history,
+    ops,
+    sharing,
+)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -46,8 +55,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     # FastAPI tries the routers in this order on every request (tens of µs each), so
     # the event routes, which carry nearly all traffic, come first.
-    # The stream's path comes before `/api/events/{event_id}`, which would take it.
-    for module in (change_stream, events, sharing, history, freebusy, auth, ops):
+    # The stream's and the exports' paths come before `/api/events/{event_id}`, which
+    # would take them.
+    for module in (change_stream, calendar, events, sharing, history, freebusy, auth, ops):
         app.include_router(module.router)
     _declare_common_behaviour(app)
     return app

@@ -60,7 +60,7 @@ _LIST_PARTS = {
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
-_UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Zulu", "Etc/Zulu"})
+UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Zulu", "Etc/Zulu"})
 _KNOWN_PARTS = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "WKST", "BYDAY", *_LIST_PARTS}
 
 
@@ -238,7 +238,7 @@ def _day_offsets(zone: str, ordinal: int) -> tuple[int, int]:
 
 def local_to_utc(local: datetime, tz: ZoneInfo) -> datetime | None:
     """The instant of a naive local time, or None if that local time does not exist."""
-    if tz.key in _UTC_ZONES:
+    if tz.key in UTC_ZONES:
         return local.replace(tzinfo=UTC)
     instant = local.replace(tzinfo=tz).astimezone(UTC)
     if instant.astimezone(tz).replace(tzinfo=None) != local:
@@ -339,7 +339,7 @@ class Schedule:
         # Two days either side cover any UTC offset.
         low_ordinal = (max(low, self.start) - _EPOCH).days + _EPOCH_ORDINAL - 2
         high_ordinal = (window_end - _EPOCH).days + _EPOCH_ORDINAL + 2
-        zone = tz.key if tz.key not in _UTC_ZONES else None
+        zone = tz.key if tz.key not in UTC_ZONES else None
         period = max(0, (low_ordinal - period_start) // period_days)
         while True:
             base = period_start + period * period_days

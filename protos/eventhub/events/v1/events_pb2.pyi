@@ -452,3 +452,31 @@ class BusyTimesResponse(_message.Message):
     USERS_FIELD_NUMBER: _ClassVar[int]
     users: _containers.RepeatedCompositeFieldContainer[UserBusyTimes]
     def __init__(self, users: _Optional[_Iterable[_Union[UserBusyTimes, _Mapping]]] = ...) -> None: ...
+
+class ExportEventRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ExportEventResponse(_message.Message):
+    __slots__ = ("ics", "version")
+    ICS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ics: bytes
+    version: int
+    def __init__(self, ics: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ExportCalendarRequest(_message.Message):
+    __slots__ = ("cursor",)
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    def __init__(self, cursor: _Optional[str] = ...) -> None: ...
+
+class ExportCalendarResponse(_message.Message):
+    __slots__ = ("ics", "next_cursor")
+    ICS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    ics: bytes
+    next_cursor: str
+    def __init__(self, ics: _Optional[bytes] = ..., next_cursor: _Optional[str] = ...) -> None: ...

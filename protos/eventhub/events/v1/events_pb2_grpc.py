@@ -66,6 +66,16 @@ class EventServiceStub:
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsRequest.SerializeToString,
                 response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsResponse.FromString,
                 _registered_method=True)
+        self.ExportEvent = channel.unary_unary(
+                '/eventhub.events.v1.EventService/ExportEvent',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportEventRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportEventResponse.FromString,
+                _registered_method=True)
+        self.ExportCalendar = channel.unary_unary(
+                '/eventhub.events.v1.EventService/ExportCalendar',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.FromString,
+                _registered_method=True)
         self.ExpandEvents = channel.unary_unary(
                 '/eventhub.events.v1.EventService/ExpandEvents',
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExpandEventsRequest.SerializeToString,
@@ -175,6 +185,22 @@ class EventServiceServicer:
         """The caller's events changed since a sync token, oldest change first, as events
         or tombstones (deleted, access lost); OUT_OF_RANGE for a token that cannot be
         honoured (expired, forged, another user's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportEvent(self, request, context):
+        """An event as an iCalendar (RFC 5545) calendar, with its version (any role).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCalendar(self, request, context):
+        """A page of every event the caller can see as iCalendar text: the first page opens
+        the calendar (with a VTIMEZONE per zone used), the last closes it, and the pages
+        in order make one calendar.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -310,6 +336,16 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.SyncEvents,
                     request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsRequest.FromString,
                     response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsResponse.SerializeToString,
+            ),
+            'ExportEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportEvent,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportEventRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportEventResponse.SerializeToString,
+            ),
+            'ExportCalendar': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCalendar,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.SerializeToString,
             ),
             'ExpandEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ExpandEvents,
@@ -519,6 +555,60 @@ class EventService:
             '/eventhub.events.v1.EventService/SyncEvents',
             eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsRequest.SerializeToString,
             eventhub_dot_events_dot_v1_dot_events__pb2.SyncEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/ExportEvent',
+            eventhub_dot_events_dot_v1_dot_events__pb2.ExportEventRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.ExportEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCalendar(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/ExportCalendar',
+            eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.FromString,
             options,
             channel_credentials,
             insecure,
