@@ -4,7 +4,16 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import INT4MULTIRANGE, JSONB, TSTZRANGE, Range
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
@@ -125,6 +134,16 @@ class AccessLost(Base):
         Index("ix_access_lost_user_changes", "user_id", "changed_in", "event_id"),
         Index("ix_access_lost_lost_at", "lost_at"),
     )
+
+
+class CalendarFeed(Base):
+    """A user's secret calendar feed: only the SHA-256 of the URL's secret is kept."""
+
+    __tablename__ = "calendar_feeds"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 outbox = outbox_table(Base.metadata)

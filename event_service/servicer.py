@@ -435,6 +435,21 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         ics, next_cursor = await self._export.page(current_caller(), request.cursor)
         return events_pb2.ExportCalendarResponse(ics=ics, next_cursor=next_cursor)
 
+    async def RotateCalendarFeed(self, request, context):  # type: ignore[no-untyped-def]
+        secret, created_at = await self._export.rotate_feed(current_caller())
+        return events_pb2.RotateCalendarFeedResponse(
+            secret=secret, created_at=to_timestamp(created_at)
+        )
+
+    async def DeleteCalendarFeed(self, request, context):  # type: ignore[no-untyped-def]
+        await self._export.delete_feed(current_caller())
+        return events_pb2.DeleteCalendarFeedResponse()
+
+    async def ExportFeed(self, request, context):  # type: ignore[no-untyped-def]
+        # No caller: the feed's secret is the credential.
+        ics, next_cursor = await self._export.feed_page(request.secret, request.cursor)
+        return events_pb2.ExportCalendarResponse(ics=ics, next_cursor=next_cursor)
+
     async def BusyTimes(self, request, context):  # type: ignore[no-untyped-def]
         current_caller()  # a verified user first, as on every call
         self._services.require("sharing", "read users' busy times")

@@ -38,6 +38,7 @@ class Gateway:
     login_user_limit: Limit
     refresh_limit: Limit
     user_limit: Limit
+    feed_limit: Limit
     trusted_proxies: list[IPNetwork]
     cached_events: CachedEvents
     streams: ChangeStreams
@@ -77,6 +78,7 @@ class Gateway:
             login_user_limit=parse_limit(settings.rate_limit_login_user),
             refresh_limit=parse_limit(settings.rate_limit_refresh),
             user_limit=parse_limit(settings.rate_limit_user),
+            feed_limit=parse_limit(settings.rate_limit_feed),
             trusted_proxies=parse_networks(settings.trusted_proxies),
             cached_events=CachedEvents(redis, settings.namespace, settings.event_cache_ttl),
             streams=ChangeStreams(

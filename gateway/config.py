@@ -18,6 +18,9 @@ class GatewaySettings(CommonSettings):
     rate_limit_login_user: str = "10/minute"
     rate_limit_refresh: str = "60/minute"
     rate_limit_user: str = "600/minute"
+    # Reads of one secret calendar feed (`GET /api/calendar/feed/{secret}.ics`), which
+    # need no token: calendar apps poll them.
+    rate_limit_feed: str = "60/minute"
     # Peers whose X-Forwarded-For is believed (exact addresses or CIDR ranges).
     trusted_proxies: list[str] = Field(default_factory=list)
 

@@ -1,20 +1,27 @@
-"""iCalendar (RFC 5545) exports: one event, or the caller's whole calendar, streamed
-page by page as the event service writes it."""
+"""iCalendar (RFC 5545) exports: one event, the caller's whole calendar, and the secret
+feed URL that calendar apps subscribe to, streamed page by page as the event service
+writes them."""
 
-from collections.abc import AsyncIterator
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel, Field, field_serializer
 from starlette.responses import Response, StreamingResponse
 
+from common.timeutil import from_timestamp, rfc3339
 from eventhub.events.v1 import events_pb2
-from gateway.deps import CurrentUser, Services
+from gateway.deps import CurrentUser, Services, apply_decision
+from gateway.errors import HTTPProblem
 from gateway.etags import IF_NONE_MATCH_DESCRIPTION, etag, not_modified
 from gateway.openapi import problem_responses
 
 router = APIRouter(tags=["iCalendar"])
 
 CALENDAR_TYPE = "text/calendar; charset=utf-8"
+MAX_SECRET_LENGTH = 64
 _CALENDAR = {
     "description": "An iCalendar (RFC 5545) VCALENDAR",
     "content": {"text/calendar": {"schema": {"type": "string"}}},
@@ -47,6 +54,58 @@ async def event_ics(
     return Response(answer.ics, media_type=CALENDAR_TYPE, headers=headers)
 
 
+class CalendarFeed(BaseModel):
+    url: str = Field(description="Subscribe to it from a calendar app; it needs no token")
+    created_at: datetime
+
+    @field_serializer("created_at")
+    def _utc(self, value: datetime) -> str:
+        return rfc3339(value)
+
+
+@router.post(
+    "/api/calendar/feed",
+    status_code=201,
+    response_model=CalendarFeed,
+    responses=problem_responses(401, 429),
+)
+async def rotate_feed(request: Request, user: CurrentUser, gateway: Services) -> CalendarFeed:
+    """Make the caller's secret feed URL, or a new one: the old URL stops working at
+    once. Logging out does not end it; DELETE does."""
+    made = await gateway.events.RotateCalendarFeed(events_pb2.RotateCalendarFeedRequest())
+    return CalendarFeed(
+        url=str(request.url_for("feed_ics", secret=made.secret)),
+        created_at=from_timestamp(made.created_at),
+    )
+
+
+@router.delete("/api/calendar/feed", status_code=204, responses=problem_responses(401, 404, 429))
+async def delete_feed(user: CurrentUser, gateway: Services) -> Response:
+    """End the caller's feed URL (404 if there is none)."""
+    await gateway.events.DeleteCalendarFeed(events_pb2.DeleteCalendarFeedRequest())
+    return Response(status_code=204)
+
+
+@router.get(
+    "/api/calendar/feed/{secret}.ics",
+    name="feed_ics",
+    response_class=StreamingResponse,
+    responses={200: _CALENDAR, **problem_responses(404, 429)},
+)
+async def feed_ics(secret: str, request: Request, gateway: Services) -> Response:
+    """The feed owner's calendar as of now, as `calendar.ics`; no token, the URL is
+    the credential. Each secret has its own rate budget."""
+    budget = hashlib.sha256(secret.encode()).hexdigest()[:32]
+    apply_decision(request, await gateway.limiter.hit(gateway.feed_limit, "feed", budget))
+    if len(secret) > MAX_SECRET_LENGTH:
+        raise HTTPProblem(404, "no such calendar feed")
+    return await _streamed(
+        lambda cursor: gateway.events.ExportFeed(
+            events_pb2.ExportFeedRequest(secret=secret, cursor=cursor)
+        )
+    )
+
+
 @router.get(
     "/api/calendar.ics",
     response_class=StreamingResponse,
@@ -54,15 +113,25 @@ async def event_ics(
 )
 async def calendar_ics(user: CurrentUser, gateway: Services) -> Response:
     """Every event the caller can see as one iCalendar calendar, streamed."""
-    first = await gateway.events.ExportCalendar(events_pb2.ExportCalendarRequest())
+    return await _streamed(
+        lambda cursor: gateway.events.ExportCalendar(
+            events_pb2.ExportCalendarRequest(cursor=cursor)
+        )
+    )
+
+
+async def _streamed(
+    page_after: Callable[[str], Awaitable[events_pb2.ExportCalendarResponse]],
+) -> Response:
+    """A calendar streamed page by page; the first page is asked for before the
+    response starts, so that its errors are answered as problems."""
+    first = await page_after("")
 
     async def pages() -> AsyncIterator[bytes]:
         page = first
         yield page.ics
         while page.next_cursor:
-            page = await gateway.events.ExportCalendar(
-                events_pb2.ExportCalendarRequest(cursor=page.next_cursor)
-            )
+            page = await page_after(page.next_cursor)
             yield page.ics
 
     return StreamingResponse(

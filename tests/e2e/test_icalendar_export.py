@@ -2,9 +2,11 @@
 with `icalendar` and expanded with `recurring-ical-events`, an independent reading of
 RFC 5545, and must give the occurrences the API lists."""
 
+import base64
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import icalendar
@@ -151,3 +153,58 @@ def test_the_calendar_holds_every_visible_event_across_pages(
     ]  # fmt: skip
     assert exported.content.endswith(b"END:VCALENDAR\r\n")
     assert_problem(api.get("/api/calendar.ics"), 401)
+
+
+def feed_path(url: str) -> str:
+    parsed = urlsplit(url)
+    assert parsed.scheme == "http" and parsed.path.startswith("/api/calendar/feed/"), url
+    secret = parsed.path.removeprefix("/api/calendar/feed/").removesuffix(".ics")
+    assert len(base64.urlsafe_b64decode(secret + "==")) * 8 >= 128, url
+    return parsed.path
+
+
+def test_a_feed_serves_the_calendar_without_a_token_until_replaced(
+    api: httpx.Client, owner: User
+) -> None:
+    event = create(api, owner)
+    made = api.post("/api/calendar/feed", headers=owner.headers)
+    assert made.status_code == 201, made.text
+    first = feed_path(made.json()["url"])
+    assert set(masters(calendar_of(api.get(first)))) == {event["id"]}
+
+    later = create(api, owner, title="Later")  # the feed is the calendar as of now
+    assert set(masters(calendar_of(api.get(first)))) == {event["id"], later["id"]}
+    rotated = feed_path(api.post("/api/calendar/feed", headers=owner.headers).json()["url"])
+    assert rotated != first
+    assert_problem(api.get(first), 404)
+    assert calendar_of(api.get(rotated))
+
+    assert api.delete("/api/calendar/feed", headers=owner.headers).status_code == 204
+    assert_problem(api.get(rotated), 404)
+    assert_problem(api.delete("/api/calendar/feed", headers=owner.headers), 404)
+    assert_problem(api.get("/api/calendar/feed/" + "A" * 32 + ".ics"), 404)
+
+
+def test_logging_out_does_not_end_a_feed(api: httpx.Client, owner: User) -> None:
+    path = feed_path(api.post("/api/calendar/feed", headers=owner.headers).json()["url"])
+    assert api.post("/api/auth/logout", headers=owner.headers).status_code == 204
+    assert calendar_of(api.get(path))
+
+
+def test_each_feed_has_its_own_rate_budget(
+    start_gateway: Callable[..., httpx.Client], owner: User, make_user: Callable[..., User]
+) -> None:
+    strict = start_gateway(EVENTHUB_RATE_LIMIT_FEED="2/minute")
+    other = make_user("other")
+    paths = [
+        feed_path(strict.post("/api/calendar/feed", headers=user.headers).json()["url"])
+        for user in (owner, other)
+    ]
+    for _ in range(2):
+        served = strict.get(paths[0])
+        assert served.status_code == 200
+        assert served.headers["ratelimit-limit"] == "2"
+    refused = assert_problem(strict.get(paths[0]), 429)
+    assert refused["status"] == 429
+    assert int(strict.get(paths[0]).headers["retry-after"]) >= 1
+    assert strict.get(paths[1]).status_code == 200

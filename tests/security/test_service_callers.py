@@ -89,6 +89,8 @@ PUBLIC_RPCS = {
     "/eventhub.auth.v1.AuthService/Refresh",
     "/eventhub.auth.v1.AuthService/Logout",
     "/eventhub.auth.v1.AuthService/GetPublicKeys",
+    # A calendar feed's secret is its credential (calendar apps hold no token).
+    "/eventhub.events.v1.EventService/ExportFeed",
 }
 SERVICES = {
     "auth": auth_pb2.DESCRIPTOR.services_by_name["AuthService"],

@@ -480,3 +480,31 @@ class ExportCalendarResponse(_message.Message):
     ics: bytes
     next_cursor: str
     def __init__(self, ics: _Optional[bytes] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+
+class RotateCalendarFeedRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateCalendarFeedResponse(_message.Message):
+    __slots__ = ("secret", "created_at")
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    secret: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, secret: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DeleteCalendarFeedRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeleteCalendarFeedResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ExportFeedRequest(_message.Message):
+    __slots__ = ("secret", "cursor")
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    secret: str
+    cursor: str
+    def __init__(self, secret: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...

@@ -76,6 +76,21 @@ class EventServiceStub:
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarRequest.SerializeToString,
                 response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.FromString,
                 _registered_method=True)
+        self.RotateCalendarFeed = channel.unary_unary(
+                '/eventhub.events.v1.EventService/RotateCalendarFeed',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.RotateCalendarFeedRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.RotateCalendarFeedResponse.FromString,
+                _registered_method=True)
+        self.DeleteCalendarFeed = channel.unary_unary(
+                '/eventhub.events.v1.EventService/DeleteCalendarFeed',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.DeleteCalendarFeedRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.DeleteCalendarFeedResponse.FromString,
+                _registered_method=True)
+        self.ExportFeed = channel.unary_unary(
+                '/eventhub.events.v1.EventService/ExportFeed',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportFeedRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.FromString,
+                _registered_method=True)
         self.ExpandEvents = channel.unary_unary(
                 '/eventhub.events.v1.EventService/ExpandEvents',
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExpandEventsRequest.SerializeToString,
@@ -201,6 +216,29 @@ class EventServiceServicer:
         """A page of every event the caller can see as iCalendar text: the first page opens
         the calendar (with a VTIMEZONE per zone used), the last closes it, and the pages
         in order make one calendar.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateCalendarFeed(self, request, context):
+        """Makes the caller's secret calendar feed, or replaces it (the old secret stops
+        working at once). The secret is shown only here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCalendarFeed(self, request, context):
+        """Ends the caller's calendar feed (NOT_FOUND: there is none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportFeed(self, request, context):
+        """A page of a feed's calendar, as ExportCalendar's of its owner. Needs no access
+        token: the secret is the credential (NOT_FOUND for an unknown one).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -345,6 +383,21 @@ def add_EventServiceServicer_to_server(servicer, server):
             'ExportCalendar': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportCalendar,
                     request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.SerializeToString,
+            ),
+            'RotateCalendarFeed': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateCalendarFeed,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.RotateCalendarFeedRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.RotateCalendarFeedResponse.SerializeToString,
+            ),
+            'DeleteCalendarFeed': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCalendarFeed,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.DeleteCalendarFeedRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.DeleteCalendarFeedResponse.SerializeToString,
+            ),
+            'ExportFeed': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportFeed,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportFeedRequest.FromString,
                     response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.SerializeToString,
             ),
             'ExpandEvents': grpc.unary_unary_rpc_method_handler(
@@ -608,6 +661,87 @@ class EventService:
             target,
             '/eventhub.events.v1.EventService/ExportCalendar',
             eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateCalendarFeed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/RotateCalendarFeed',
+            eventhub_dot_events_dot_v1_dot_events__pb2.RotateCalendarFeedRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.RotateCalendarFeedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCalendarFeed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/DeleteCalendarFeed',
+            eventhub_dot_events_dot_v1_dot_events__pb2.DeleteCalendarFeedRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.DeleteCalendarFeedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportFeed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/ExportFeed',
+            eventhub_dot_events_dot_v1_dot_events__pb2.ExportFeedRequest.SerializeToString,
             eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.FromString,
             options,
             channel_credentials,
