@@ -1,6 +1,7 @@
 """Every error the gateway answers is RFC 9457 problem+json, built here."""
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -9,7 +10,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import Match
 
 from common.errors import DomainError, problem_from_rpc_error
 from gateway.responses import JSONResponse
@@ -121,22 +121,27 @@ def validation_problem(errors: list[dict[str, str]]) -> JSONResponse:
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_PARAMS = re.compile(r"{[^}]*}")
 
 
 def allowed_methods(request: Request) -> str:
-    """Every method served at this path (Starlette names only the first route's). A fixed
-    path such as /api/events/batch is its own resource, though /api/events/{id} matches it."""
-    documented = request.app.openapi()["paths"].get(request.scope["path"])
-    if documented is not None:
-        return ", ".join(method for method in _METHODS if method.lower() in documented)
-    return ", ".join(
-        method
-        for method in _METHODS
-        if any(
-            route.matches({**request.scope, "method": method})[0] == Match.FULL
-            for route in request.app.router.routes
-        )
-    )
+    """Every method documented for the resource at this path (Starlette names only the
+    first route's). Of the templates the path matches, the resource is the one with
+    the most fixed characters: /api/events/batch is its own resource, and so is
+    /api/events/x.ics, though /api/events/{event_id} matches both."""
+    paths = request.app.openapi()["paths"]
+    path = request.scope["path"]
+    matching = [template for template in paths if _template_pattern(template).fullmatch(path)]
+    if not matching:
+        return ""
+    resource = max(matching, key=lambda template: len(_PARAMS.sub("", template)))
+    return ", ".join(method for method in _METHODS if method.lower() in paths[resource])
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """`/api/events/{event_id}.ics` as a pattern: each parameter one path segment."""
+    fixed = (re.escape(part) for part in _PARAMS.split(template))
+    return re.compile("[^/]+".join(fixed))
 
 
 def install_error_handlers(app: FastAPI) -> None:

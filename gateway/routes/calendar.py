@@ -34,7 +34,7 @@ _CALENDAR = {
     responses={
         200: _CALENDAR,
         304: {"description": "Not modified"},
-        **problem_responses(401, 404, 429),
+        **problem_responses(401, 404, 422, 429),
     },
 )
 async def event_ics(
