@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 
-from bench.common import User, isolated_stack, measure_ceiling, register_async
+from bench.common import ONE_WORKER, User, isolated_stack, measure_ceiling, register_async
 from bench.load_seed import bounded, create_batches, one_off
 from bench.wrk import run_wrk
 
@@ -100,8 +100,7 @@ def main() -> None:
     users, one_offs, series = (5, 20, 2) if args.smoke else (50, 200, 20)
     seconds = 2 if args.smoke else args.seconds
     print(f"load average at start: {os.getloadavg()}", flush=True)
-    settings = {"EVENTHUB_GATEWAY_WORKERS": "1", "EVENTHUB_ACCESS_TOKEN_TTL": "3600"}
-    with isolated_stack("eventhub-freebusy-bench-", **settings) as (stack, workdir):
+    with isolated_stack("eventhub-freebusy-bench-", **ONE_WORKER) as (stack, workdir):
         url = stack.gateway_url
         print(f"seeding {users} users x ({one_offs} events + {series} weekly series)...")
         asker, body = asyncio.run(seed(url, users, one_offs, series))

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psutil
 
-from bench.common import User, isolated_stack, register_async
+from bench.common import ONE_WORKER, User, isolated_stack, register_async
 from bench.load_seed import create_batches, one_off
 
 MAX_RATIO = 3.0
@@ -100,8 +100,7 @@ def main() -> None:
     args, _ = parser.parse_known_args()  # `make bench` passes bench.load's options too
     events, rounds = (1_000, 1) if args.smoke else (10_000, args.rounds)
     print(f"load average at start: {os.getloadavg()}", flush=True)
-    settings = {"EVENTHUB_GATEWAY_WORKERS": "1", "EVENTHUB_ACCESS_TOKEN_TTL": "3600"}
-    with isolated_stack("eventhub-icalendar-bench-", **settings) as (stack, _):
+    with isolated_stack("eventhub-icalendar-bench-", **ONE_WORKER) as (stack, _):
         user = asyncio.run(seed(stack.gateway_url, events))
         pids = {name: stack.procs[name].pid for name in ("gateway", "event_service")}
         before = {name: psutil.Process(pid).memory_info().rss / 2**20 for name, pid in pids.items()}

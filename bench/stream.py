@@ -31,7 +31,7 @@ import httpx
 import orjson
 import psutil
 
-from bench.common import User, answers, isolated_stack, measure_ceiling, register_async
+from bench.common import ONE_WORKER, User, answers, isolated_stack, measure_ceiling, register_async
 from bench.load_seed import bounded, create_batches, one_off
 from bench.wrk import Figures, run_wrk
 from scripts.stack import wait_until
@@ -212,8 +212,7 @@ def main() -> None:
     users, changes, sync_changes = (20, 3, 1_000) if args.smoke else (200, 20, 10_000)
     seconds = 2 if args.smoke else args.seconds
     print(f"load average at start: {os.getloadavg()}", flush=True)
-    settings = {"EVENTHUB_GATEWAY_WORKERS": "1", "EVENTHUB_ACCESS_TOKEN_TTL": "3600"}
-    with isolated_stack("eventhub-stream-bench-", **settings) as (stack, workdir):
+    with isolated_stack("eventhub-stream-bench-", **ONE_WORKER) as (stack, workdir):
         second = stack.start_replica("gateway", 1)
         port = int(stack.env.get("EVENTHUB_GATEWAY_PORT", "8000")) + 1
         urls = [stack.gateway_url, f"http://127.0.0.1:{port}"]

@@ -17,23 +17,10 @@ from eventhub.events.v1.events_pb2_grpc import EventServiceStub
 from eventhub.sharing.v1 import sharing_pb2 as pb
 from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
 from tests.conftest import User
+from tests.sharing_service.conftest import auth
 
 # A day in the future of every test user's otherwise empty calendar.
 DAY = datetime(2031, 3, 4, tzinfo=UTC)
-
-
-def auth(user: User) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {user.access_token}")]
-
-
-@pytest.fixture
-def sharing(service_channel: Callable[[str], grpc.Channel]) -> SharingServiceStub:
-    return SharingServiceStub(service_channel("sharing"))
-
-
-@pytest.fixture
-def events(service_channel: Callable[[str], grpc.Channel]) -> EventServiceStub:
-    return EventServiceStub(service_channel("events"))
 
 
 def at(hour: int, minute: int = 0, day: datetime = DAY) -> datetime:

@@ -25,23 +25,10 @@ from eventhub.sharing.v1 import sharing_pb2 as pb
 from eventhub.sharing.v1.sharing_pb2_grpc import SharingServiceStub
 from scripts.stack import Stack, free_port, service_serving, wait_until
 from tests.conftest import User
+from tests.sharing_service.conftest import auth
 
 OWNER, EDITOR, VIEWER = common_pb2.ROLE_OWNER, common_pb2.ROLE_EDITOR, common_pb2.ROLE_VIEWER
 UNSPECIFIED = common_pb2.ROLE_UNSPECIFIED
-
-
-def auth(user: User) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {user.access_token}")]
-
-
-@pytest.fixture
-def sharing(service_channel: Callable[[str], grpc.Channel]) -> SharingServiceStub:
-    return SharingServiceStub(service_channel("sharing"))
-
-
-@pytest.fixture
-def events(service_channel: Callable[[str], grpc.Channel]) -> EventServiceStub:
-    return EventServiceStub(service_channel("events"))
 
 
 def new_event(events: EventServiceStub, owner: User) -> str:
