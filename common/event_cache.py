@@ -106,19 +106,9 @@ def pages_prefix(namespace: str) -> str:
 # KEYS[1] the user's view key; ARGV: pages prefix with the user (`...:pages:<user>`),
 # query, a new token. Returns {token, page or false}; sets the token if there is none.
 # (The page key depends on the token, so it cannot be declared: standalone Redis.)
-_READ_PAGE = """
-local token = redis.call('GET', KEYS[1])
-if not token then
-  redis.call('SET', KEYS[1], ARGV[3], 'EX', 86400)
-  return {ARGV[3], false}
-end
-return {token, redis.call('HGET', ARGV[1] .. ':' .. token, ARGV[2])}
-"""
-
-
-# `_READ_PAGE` for several users at once. KEYS: their view keys; ARGV[1]: the query,
-# then per user the prefix of their page hashes and a fresh token. Flat answer:
-# token, body (false: not cached) per user.
+# Users' view tokens, each set to a fresh one if missing, and the page stored under each
+# for a query. KEYS: their view keys; ARGV[1]: the query, then per user the prefix of
+# their page hashes and a fresh token. Flat answer: token, body (false: none) per user.
 _READ_PAGES = """
 local answer = {}
 for i, view in ipairs(KEYS) do
@@ -153,15 +143,10 @@ class PageCache:
         self._views = view_prefix(namespace)
         self._pages = pages_prefix(namespace)
         self._ttl = ttl
-        self._read = redis.register_script(_READ_PAGE)
-        self._read_many = redis.register_script(_READ_PAGES)
+        self._read_pages = redis.register_script(_READ_PAGES)
 
     async def read(self, user_id: str, query: str) -> CachedPage:
-        token, body = await self._read(
-            keys=[f"{self._views}:{user_id}"],
-            args=[f"{self._pages}:{user_id}", query, uuid.uuid4().hex],
-        )
-        return CachedPage(body or None, token.decode())
+        return (await self.read_many([user_id], query))[0]
 
     async def store(self, user_id: str, page: CachedPage, query: str, body: bytes) -> None:
         await self.store_many([(user_id, page, body)], query)
@@ -171,7 +156,7 @@ class PageCache:
         args = [query]
         for user_id in user_ids:
             args += [f"{self._pages}:{user_id}", uuid.uuid4().hex]
-        found = await self._read_many(keys=[f"{self._views}:{u}" for u in user_ids], args=args)
+        found = await self._read_pages(keys=[f"{self._views}:{u}" for u in user_ids], args=args)
         return [
             CachedPage(found[2 * i + 1] or None, found[2 * i].decode())
             for i in range(len(user_ids))

@@ -26,7 +26,7 @@ from event_service.ical_export import (
     event_components,
 )
 from event_service.models import CalendarFeed, Event, EventAccess, StoredEvent
-from event_service.reads import EventReader, decode_cursor, encode_cursor
+from event_service.reads import EventReader, decode_cursor, encode_cursor, keep_bounded
 
 PAGE_EVENTS = 500
 FEED_SECRET_BYTES = 24  # 192 random bits in the URL
@@ -110,14 +110,10 @@ class CalendarExport:
         return b"".join(parts) + CALENDAR_TAIL, ""
 
     def _components(self, event: StoredEvent) -> bytes:
-        key = (event.id, event.version)
-        found = self._kept.get(key)
+        found = self._kept.get((event.id, event.version))
         if found is None:
-            found = self._kept[key] = event_components(event)
-            if len(self._kept) > KEPT_EVENTS:
-                self._kept.popitem(last=False)
-        else:
-            self._kept.move_to_end(key)
+            found = event_components(event)
+            keep_bounded(self._kept, (event.id, event.version), found, KEPT_EVENTS)
         return found
 
 

@@ -302,7 +302,7 @@ class _ExpansionCache:
             stored = found.get((row.id, row.version))
             if stored is not None:
                 index = ExceptionIndex(overrides_from_json(stored), row.end_time - row.start_time)
-                _keep(self._exceptions, (row.id, row.version), index, self._size)
+                keep_bounded(self._exceptions, (row.id, row.version), index, self._size)
 
     def of(
         self, row: Any, window_start: datetime, window_end: datetime, show_cancelled: bool
@@ -323,11 +323,12 @@ class _ExpansionCache:
         found = instances(
             schedule, index or {}, window_start, window_end, show_cancelled=show_cancelled
         )
-        _keep(self._kept, key, found, self._size)
+        keep_bounded(self._kept, key, found, self._size)
         return found
 
 
-def _keep(kept: OrderedDict[Any, Any], key: Any, value: Any, size: int) -> None:
+def keep_bounded(kept: OrderedDict[Any, Any], key: Any, value: Any, size: int) -> None:
+    """Keep `value` under `key`, forgetting the oldest kept beyond `size`."""
     kept[key] = value
     if len(kept) > size:
         kept.popitem(last=False)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from common.errors import Conflict, InvalidArgument, NotFound
+from common.errors import InvalidArgument, NotFound
 from common.timeutil import MAX_YEAR, MIN_YEAR
 from common.tokens import Caller
 from sharing_service import repo
@@ -25,8 +25,6 @@ from sharing_service.service import UserLookup, parse_uuid
 # The gateway caps free/busy requests at the same sizes.
 MAX_FREEBUSY_USERS = 50
 MAX_FREEBUSY_WINDOW = timedelta(days=366)
-# Attempts at a grant that keeps being removed between its insert and its read.
-MAX_GRANT_ATTEMPTS = 3
 
 FORBIDDEN = "forbidden"
 NOT_FOUND = "not_found"
@@ -84,16 +82,7 @@ class FreeBusyService:
         if user is None:
             raise NotFound("user not found")
         async with self._sessions() as session, session.begin():
-            # Each statement sees what committed before it: a grant found existing by
-            # the insert is read by the select, unless it was deleted in between.
-            for _ in range(MAX_GRANT_ATTEMPTS):
-                added = await repo.add_freebusy_grant(session, owner, user.id, user.username)
-                if added is not None:
-                    return added, True
-                existing = await repo.get_freebusy_grant(session, owner, user.id)
-                if existing is not None:
-                    return existing, False
-        raise Conflict("the grant kept changing meanwhile; retry")
+            return await repo.put_freebusy_grant(session, owner, user.id, user.username)
 
     async def delete_grant(self, caller: Caller, user_id: str) -> None:
         """Stop letting `user_id` see the caller's free/busy; NotFound if it could not."""
@@ -120,7 +109,7 @@ class FreeBusyService:
             raise InvalidArgument(errors)
         assert start is not None and end is not None
         caller_id = _caller_id(caller)
-        resolved = await self._resolve(caller, caller_id, users)
+        resolved = await self._resolve(users)
         others = {user for user in resolved if user is not None and user != caller_id}
         granters: set[uuid.UUID] = set()
         if others:
@@ -142,34 +131,21 @@ class FreeBusyService:
                 answers.append(_FORBIDDEN)
         return answers
 
-    async def _resolve(
-        self, caller: Caller, caller_id: uuid.UUID, users: Sequence[FreeBusyUser]
-    ) -> list[uuid.UUID | None]:
-        """The id of each asked user, None for an unknown one; one directory lookup at
-        most (the caller, by id or username, needs none)."""
-        own_name = caller.username.lower()
-        ids: dict[str, None] = {}
-        names: dict[str, None] = {}
-        for user in users:
-            if user.user_id:
-                parsed = parse_uuid(user.user_id)
-                if parsed is not None and parsed != caller_id:
-                    ids[str(parsed)] = None
-            elif not own_name or user.username.lower() != own_name:
-                names[user.username.lower()] = None
-        found = await self._lookup_users(list(ids), list(names)) if ids or names else []
+    async def _resolve(self, users: Sequence[FreeBusyUser]) -> list[uuid.UUID | None]:
+        """The id of each asked user, None for an unknown one: one directory lookup."""
+        ids = [user.user_id for user in users if user.user_id]
+        names = [user.username for user in users if not user.user_id]
+        found = await self._lookup_users(ids, names)
         known_ids = {user.id for user in found}
         by_name = {user.username.lower(): user.id for user in found}
-        resolved: list[uuid.UUID | None] = []
-        for user in users:
+
+        def resolved(user: FreeBusyUser) -> uuid.UUID | None:
             if user.user_id:
                 parsed = parse_uuid(user.user_id)
-                resolved.append(parsed if parsed == caller_id or parsed in known_ids else None)
-            elif own_name and user.username.lower() == own_name:
-                resolved.append(caller_id)
-            else:
-                resolved.append(by_name.get(user.username.lower()))
-        return resolved
+                return parsed if parsed in known_ids else None
+            return by_name.get(user.username.lower())
+
+        return [resolved(user) for user in users]
 
 
 def _free_busy_errors(

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Collection, Sequence
 
 import orjson
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,26 +27,23 @@ async def add_permission_changes(session: AsyncSession, rows: list[dict]) -> Non
         await session.execute(_ADD_PERMISSION_CHANGES, {"rows": orjson.dumps(rows).decode()})
 
 
-async def add_freebusy_grant(
+async def put_freebusy_grant(
     session: AsyncSession, owner_id: uuid.UUID, grantee_id: uuid.UUID, grantee_username: str
-) -> FreeBusyGrant | None:
-    """The new grant; None if the owner had already granted that user."""
-    return await session.scalar(
-        insert(FreeBusyGrant)
-        .values(owner_id=owner_id, grantee_id=grantee_id, grantee_username=grantee_username)
-        .on_conflict_do_nothing(index_elements=["owner_id", "grantee_id"])
-        .returning(FreeBusyGrant)
+) -> tuple[FreeBusyGrant, bool]:
+    """The owner's grant to the user, and whether this made it (else it was there, and
+    keeps its first `granted_at`): one statement, so no race between the two."""
+    statement = insert(FreeBusyGrant).values(
+        owner_id=owner_id, grantee_id=grantee_id, grantee_username=grantee_username
     )
-
-
-async def get_freebusy_grant(
-    session: AsyncSession, owner_id: uuid.UUID, grantee_id: uuid.UUID
-) -> FreeBusyGrant | None:
-    return await session.scalar(
-        select(FreeBusyGrant).where(
-            FreeBusyGrant.owner_id == owner_id, FreeBusyGrant.grantee_id == grantee_id
+    row = (
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["owner_id", "grantee_id"],
+                set_={"grantee_username": statement.excluded.grantee_username},
+            ).returning(FreeBusyGrant, literal_column("xmax = 0"))  # 0: inserted, not updated
         )
-    )
+    ).one()
+    return row[0], row[1]
 
 
 async def list_freebusy_grants(
