@@ -29,12 +29,13 @@ class DomainError(Exception):
 
 
 class InvalidArgument(DomainError):
-    """Bad input; `errors` lists each bad field as {"field", "message"}."""
+    """Bad input; `errors` lists each bad field as {"field", "message"} (an import's
+    with its "line" too)."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
     title = "Validation failed"
 
-    def __init__(self, errors: list[dict[str, str]], detail: str = "") -> None:
+    def __init__(self, errors: list[dict[str, Any]], detail: str = "") -> None:
         super().__init__(detail or "; ".join(f"{e['field']}: {e['message']}" for e in errors))
         self.extra = {"errors": errors}
 

@@ -67,10 +67,12 @@ class Checked:
         placements: list[write_repo.Placement],
         batch: bool,
         overrides: list[dict[datetime, Override]] | None = None,
+        numbers: list[int] | None = None,
     ) -> "Checked":
-        """`overrides`: each item's exceptions, if any."""
+        """`overrides`: each item's exceptions, if any; `numbers`: the items' numbers
+        in a Conflict's `index` (default: their positions)."""
         series = any(item.schedule.is_series for item in valid)
-        return await beside_the_loop(series, cls, valid, placements, batch, overrides)
+        return await beside_the_loop(series, cls, valid, placements, batch, overrides, numbers)
 
     def __init__(
         self,
@@ -78,6 +80,7 @@ class Checked:
         placements: list[write_repo.Placement],
         batch: bool,
         overrides: list[dict[datetime, Override]] | None = None,
+        numbers: list[int] | None = None,
     ) -> None:
         budget = ComparisonBudget()  # the request's
         self._schedules = [
@@ -85,6 +88,7 @@ class Checked:
             for index, item in enumerate(valid)
         ]
         self._batch = batch
+        self._numbers = numbers or list(range(len(valid)))
         self.checks: list[write_repo.Check] = [
             (c.window_start, c.window_end, placement.footprint)
             for c, placement in zip(self._schedules, placements, strict=True)
@@ -110,7 +114,7 @@ class Checked:
             clashes = find_clashes(checked, existing[index]) + self._within[index]
             if clashes:
                 clashes.sort(key=lambda clash: clash.occurrence.start)
-                raise conflict(clashes, index if self._batch else None)
+                raise conflict(clashes, self._numbers[index] if self._batch else None)
 
 
 def conflict(clashes: list[Clash], index: int | None = None) -> Conflict:

@@ -14,6 +14,7 @@ from event_service.access import AccessService
 from event_service.busy import BusyTimes
 from event_service.cache import EventCache
 from event_service.calendar_export import CalendarExport
+from event_service.calendar_import import CalendarImport
 from event_service.config import EventSettings
 from event_service.models import idempotency_keys, outbox
 from event_service.reads import EventReader
@@ -82,6 +83,7 @@ async def run(wiring: Wiring[EventSettings]) -> None:
             sync,
             busy,
             CalendarExport(engine, reader),
+            CalendarImport(settings.namespace, writes, service),
         ),
         verifier,
     )

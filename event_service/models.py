@@ -146,6 +146,17 @@ class CalendarFeed(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ImportedUid(Base):
+    """The event an iCalendar UID of a user's import became: a re-import of that UID
+    updates the event instead of making another."""
+
+    __tablename__ = "imported_uids"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column()
+
+
 outbox = outbox_table(Base.metadata)
 idempotency_keys = idempotency_table(Base.metadata)
 

@@ -107,9 +107,13 @@ def change_messages(
 def creation_messages(
     namespace: str, events: list[StoredEvent], caller: Caller
 ) -> list[outbox.Message]:
-    """New events' notifications: each one's version 1, then each one's access
+    """New events' notifications: each one's version 1 (an imported series' exceptions
+    among its changes), then each one's access
     list (its owner's grant, change 1)."""
-    created = [(event, "created", created_changes(event)) for event in events]
+    created = [
+        (event, "created", created_changes(event) | exception_changes({}, event.overrides))
+        for event in events
+    ]
     grant = AccessChange(user_id=caller.user_id, role=Role.OWNER, sequence=FIRST_ACCESS_VERSION)
     owner = [uuid.UUID(caller.user_id)]
     return (

@@ -207,7 +207,7 @@ async def _refuse_clashes(
     """Conflict if what `checked` holds overlaps another event of the series' owner
     (the series never clashes with itself)."""
     candidates = await write_repo.clash_candidates(
-        conn, series.owner_id, checked.checks, exclude=series.id, reader=uuid.UUID(caller.user_id)
+        conn, series.owner_id, checked.checks, exclude=[series.id], reader=uuid.UUID(caller.user_id)
     )
     await checked.refuse(candidates)
 

@@ -186,7 +186,7 @@ class EventService:
                     keys = answers[0][0].keys
                     await keys.record(conn, [once.row(view) for once, view in answers])
         if accepted:
-            await self._created([new[index][0] for index in accepted], messages)
+            await self.created([new[index][0] for index in accepted], messages)
         for index, pending in enumerate(group):
             if index in refused:
                 settle(pending, error=refused[index])
@@ -233,7 +233,7 @@ class EventService:
         careful = checked is not None and checked.clash_within
         if not await self._insert(new, checked, careful):
             await self._insert(new, checked, careful=True)
-        await self._created([event for event, _ in events], messages)
+        await self.created([event for event, _ in events], messages)
         return views
 
     async def _insert(self, new: "_NewEvents", checked: "Checked | None", careful: bool) -> bool:
@@ -450,7 +450,7 @@ class EventService:
                 reader = uuid.UUID(caller.user_id)
                 await checked.refuse(
                     await write_repo.clash_candidates(
-                        conn, owner, checked.checks, exclude=parsed, reader=reader
+                        conn, owner, checked.checks, exclude=[parsed], reader=reader
                     )
                 )
             updated = replace(next_version(current, valid.draft), overrides=overrides)
@@ -478,7 +478,7 @@ class EventService:
         await write_repo.touch_readers(conn, changes[0][0].id)
         return messages
 
-    async def _created(self, events: list[StoredEvent], messages: list[outbox.Message]) -> None:
+    async def created(self, events: list[StoredEvent], messages: list[outbox.Message]) -> None:
         """After commit: publish the notifications, cache new events of one owner (a
         read right after a create is the rule) and retire the owner's listings."""
         self._publish(messages)

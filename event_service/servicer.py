@@ -15,6 +15,7 @@ from common.timeutil import from_timestamp, to_timestamp
 from event_service.access import AccessService, RequestedChange
 from event_service.busy import BusyTimes
 from event_service.calendar_export import CalendarExport
+from event_service.calendar_import import CalendarImport, Imported
 from event_service.domain.events import EventDraft
 from event_service.reads import EventReader, EventView, ListQuery, OccurrenceView
 from event_service.repo import EventAccessRows
@@ -61,6 +62,13 @@ def _serialized_event(view: EventView) -> bytes:
 
 def _batch_message(views: list[EventView]) -> events_pb2.BatchCreateEventsResponse:
     return events_pb2.BatchCreateEventsResponse(items=[event_message(v) for v in views])
+
+
+def _import_message(imported: Imported) -> events_pb2.ImportCalendarResponse:
+    return events_pb2.ImportCalendarResponse(
+        items=[event_message(view) for view in imported.views],
+        warnings=[events_pb2.ImportWarning(**warning) for warning in imported.warnings],
+    )
 
 
 def event_json(views: list[EventView]) -> bytes:
@@ -240,11 +248,13 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         sync: SyncReader,
         busy: BusyTimes,
         export: CalendarExport,
+        imports: CalendarImport,
     ) -> None:
         self._reader = reader
         self._sync = sync
         self._busy = busy
         self._export = export
+        self._imports = imports
         self._service = service
         self._series = series
         self._access = access
@@ -449,6 +459,14 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         # No caller: the feed's secret is the credential.
         ics, next_cursor = await self._export.feed_page(request.secret, request.cursor)
         return events_pb2.ExportCalendarResponse(ics=ics, next_cursor=next_cursor)
+
+    async def ImportCalendar(self, request, context):  # type: ignore[no-untyped-def]
+        caller = current_caller()
+        once = self._keys.of_call(
+            caller.user_id, lambda imported: _import_message(imported).SerializeToString()
+        )
+        imported = await self._imports.run(caller, request.ics, request.allow_conflicts, once)
+        return _import_message(imported)
 
     async def BusyTimes(self, request, context):  # type: ignore[no-untyped-def]
         current_caller()  # a verified user first, as on every call

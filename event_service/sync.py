@@ -25,7 +25,7 @@ import logging
 import struct
 import time
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import timedelta
 
 import grpc
@@ -39,6 +39,7 @@ from common.timeutil import utcnow
 from common.tokens import Caller
 from event_service.models import SCHEMA, StoredEvent
 from event_service.reads import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, EventView
+from event_service.write_repo import EVENT_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +145,6 @@ def snapshot_horizon(snapshot: str) -> int:
     return int(snapshot.split(":", 1)[0])
 
 
-_EVENT_FIELDS = ", ".join(f"e.{f.name}" for f in fields(StoredEvent) if f.name != "deleted")
-
 # One page: the caller's rows changed since the horizon, by (transaction, event), as
 # of the sync's snapshot (the statement's own on a first page, which it returns), the
 # event of each. The snapshot row comes even when the page is empty.
@@ -169,7 +168,7 @@ _PAGE = f"""
     )
     SELECT snap.s::text, page.*
     FROM snap LEFT JOIN LATERAL (
-        SELECT c.changed_in::text::bigint, c.role, c.lost_version, {_EVENT_FIELDS},
+        SELECT c.changed_in::text::bigint, c.role, c.lost_version, {EVENT_FIELDS},
             e.deleted_at IS NOT NULL AS deleted
         FROM changed AS c JOIN {SCHEMA}.events AS e ON e.id = c.event_id
         ORDER BY c.changed_in, c.event_id LIMIT %(limit)s

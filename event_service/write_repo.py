@@ -34,11 +34,11 @@ async def lock_owner_calendar(conn: psycopg.AsyncConnection, owner_id: uuid.UUID
     await conn.execute(_LOCK_OWNER, (f"events.owner:{owner_id}",))
 
 
-_EVENT_FIELDS = ", ".join(
+EVENT_FIELDS = ", ".join(
     f"e.{field.name}" for field in fields(StoredEvent) if field.name != "deleted"
 )
 _LOCK_LIVE_EVENT = f"""
-    SELECT {_EVENT_FIELDS}, e.deleted_at IS NOT NULL,
+    SELECT {EVENT_FIELDS}, e.deleted_at IS NOT NULL,
            (SELECT role FROM {SCHEMA}.event_access
             WHERE event_id = e.id AND user_id = %(user_id)s),
            ARRAY(SELECT user_id FROM {SCHEMA}.event_access WHERE event_id = e.id)
@@ -90,7 +90,7 @@ _CLASHES = f"""
         SELECT id, start_time, end_time, timezone, recurrence_rule, overrides, span, footprint
         FROM {SCHEMA}.events
         WHERE owner_id = %(owner)s AND deleted_at IS NULL
-          AND id IS DISTINCT FROM %(exclude)s::uuid
+          AND id <> ALL(%(exclude)s::uuid[])
           AND span && (SELECT range_agg(tstzrange(low, high)) FROM checked)
           AND footprint && (SELECT range_agg(footprint) FROM checked)
     ), clash AS (
@@ -112,24 +112,24 @@ Candidate = tuple[
 
 
 def _check_params(
-    owner_id: uuid.UUID, checks: Sequence[Check], exclude: uuid.UUID | None, reader: uuid.UUID
+    owner_id: uuid.UUID, checks: Sequence[Check], exclude: Sequence[uuid.UUID], reader: uuid.UUID
 ) -> dict[str, Any]:
     rows = [
         {"item": item, "low": low, "high": high, "footprint": _multirange_literal(footprint)}
         for item, (low, high, footprint) in enumerate(checks)
     ]
-    return {"owner": owner_id, "exclude": exclude, "reader": reader, "checks": _json(rows)}
+    return {"owner": owner_id, "exclude": list(exclude), "reader": reader, "checks": _json(rows)}
 
 
 async def clash_candidates(
     conn: psycopg.AsyncConnection,
     owner_id: uuid.UUID,
     checks: Sequence[Check],
-    exclude: uuid.UUID | None = None,
+    exclude: Sequence[uuid.UUID] = (),
     reader: uuid.UUID | None = None,
 ) -> list[Candidate]:
-    """For each check, the owner's live events that can clash with it (see `_CLASHES`);
-    `reader` (the owner if None) is the user the answer is for."""
+    """For each check, the owner's live events but `exclude` that can clash with it
+    (see `_CLASHES`); `reader` (the owner if None) is the user the answer is for."""
     params = _check_params(owner_id, checks, exclude, reader or owner_id)
     return await (await conn.execute(f"WITH {_CLASHES} SELECT * FROM clash", params)).fetchall()
 
@@ -147,15 +147,16 @@ def _json(value: Any) -> str:
 _INSERT_EVENTS = f"""
     WITH {_CLASHES}, new_event AS (
         INSERT INTO {SCHEMA}.events (id, owner_id, title, description, location,
-            start_time, end_time, timezone, is_recurring, recurrence_rule, span, footprint,
-            version, created_at, updated_at, access_version)
+            start_time, end_time, timezone, is_recurring, recurrence_rule, overrides, span,
+            footprint, version, created_at, updated_at, access_version)
         SELECT id, %(owner)s, title, description, location, start_time, end_time, timezone,
-            is_recurring, recurrence_rule, tstzrange(start_time, span_end), footprint,
-            %(version)s, created_at, created_at, %(access_version)s
+            is_recurring, recurrence_rule, overrides, tstzrange(span_start, span_end),
+            footprint, %(version)s, created_at, created_at, %(access_version)s
         FROM json_to_recordset(%(events)s::json)
             AS given(id uuid, title text, description text, location text,
                      start_time timestamptz, end_time timestamptz, timezone text,
-                     is_recurring bool, recurrence_rule text, span_end timestamptz,
+                     is_recurring bool, recurrence_rule text, overrides jsonb,
+                     span_start timestamptz, span_end timestamptz,
                      footprint int4multirange, created_at timestamptz)
         WHERE NOT EXISTS (SELECT FROM clash)
         RETURNING id, created_at
@@ -179,16 +180,18 @@ async def insert_events(
     messages: Sequence[outbox.Message],
     unless_clashing: Sequence[Check],
 ) -> psycopg.AsyncCursor[Any]:
-    """Insert new events of one owner (all at the same version), the owner's access
-    row of each and `messages`, unless an event of the owner can clash with one of
-    `unless_clashing`: the cursor's rows are those candidates (as `clash_candidates`),
-    and nothing was written if there are any. Sent, not awaited: read the cursor once
-    the transaction is over."""
+    """Insert new events of one owner (all at the same version, with their exceptions),
+    the owner's access row of each and `messages`, unless an event of the owner can
+    clash with one of `unless_clashing`: the cursor's rows are those candidates (as
+    `clash_candidates`), and nothing was written if there are any. Sent, not awaited:
+    read the cursor once the transaction is over."""
     first = events[0][0]
     rows = [
         {
             "id": event.id,
             **_editable(event),
+            "overrides": event.overrides,
+            "span_start": placement.span_start,
             "span_end": placement.span_end,
             "footprint": _multirange_literal(placement.footprint),
             "created_at": event.created_at,
@@ -196,7 +199,7 @@ async def insert_events(
         for event, placement in events
     ]
     params = {
-        **_check_params(first.owner_id, unless_clashing, None, first.owner_id),
+        **_check_params(first.owner_id, unless_clashing, (), first.owner_id),
         **outbox.message_params(messages),
         "events": _json(rows),
         "username": username,

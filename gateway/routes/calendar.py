@@ -1,13 +1,13 @@
-"""iCalendar (RFC 5545) exports: one event, the caller's whole calendar, and the secret
-feed URL that calendar apps subscribe to, streamed page by page as the event service
-writes them."""
+"""iCalendar (RFC 5545): exports of one event, of the caller's whole calendar and of
+the secret feed URL that calendar apps subscribe to, streamed page by page as the
+event service writes them; and imports of a calendar file."""
 
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field, field_serializer
 from starlette.responses import Response, StreamingResponse
 
@@ -17,6 +17,8 @@ from gateway.deps import CurrentUser, Services, apply_decision
 from gateway.errors import HTTPProblem
 from gateway.etags import IF_NONE_MATCH_DESCRIPTION, etag, not_modified
 from gateway.openapi import problem_responses
+from gateway.responses import items_response
+from gateway.schemas.events import Event
 
 router = APIRouter(tags=["iCalendar"])
 
@@ -117,6 +119,56 @@ async def calendar_ics(user: CurrentUser, gateway: Services) -> Response:
         lambda cursor: gateway.events.ExportCalendar(
             events_pb2.ExportCalendarRequest(cursor=cursor)
         )
+    )
+
+
+class ImportWarning(BaseModel):
+    line: int = Field(description="1-based line of the file")
+    message: str
+
+
+class ImportResult(BaseModel):
+    items: list[Event] = Field(description="One per master VEVENT, in file order")
+    warnings: list[ImportWarning] = Field(description="What was skipped (VTODO, VALARM...)")
+
+
+@router.post(
+    "/api/events/import",
+    status_code=201,
+    response_model=ImportResult,
+    responses=problem_responses(401, 409, 413, 415, 422, 429),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/calendar": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def import_calendar(
+    request: Request,
+    user: CurrentUser,
+    gateway: Services,
+    allow_conflicts: Annotated[
+        bool, Query(description="Import even what overlaps the caller's other events")
+    ] = False,
+) -> Response:
+    """Import an iCalendar file, all or nothing: each master VEVENT becomes an event
+    the caller owns, or updates the one its UID names (the event's id, or an earlier
+    import of that UID); EXDATE and RECURRENCE-ID VEVENTs become its exceptions.
+
+    A 422 names each error's VEVENT and property (`vevents.3.RRULE`, or `body`) and
+    its `line`; a 409 carries the clashing VEVENT's `index`. At most 500 events.
+    """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "text/calendar":
+        raise HTTPProblem(415, "send the file as text/calendar")
+    imported = await gateway.events.ImportCalendar(
+        events_pb2.ImportCalendarRequest(ics=await request.body(), allow_conflicts=allow_conflicts)
+    )
+    return items_response(
+        [Event.fields_from_proto(item) for item in imported.items],
+        status_code=201,
+        warnings=[{"line": w.line, "message": w.message} for w in imported.warnings],
     )
 
 

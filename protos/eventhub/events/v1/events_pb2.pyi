@@ -501,6 +501,30 @@ class DeleteCalendarFeedResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ImportCalendarRequest(_message.Message):
+    __slots__ = ("ics", "allow_conflicts")
+    ICS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    ics: bytes
+    allow_conflicts: bool
+    def __init__(self, ics: _Optional[bytes] = ..., allow_conflicts: _Optional[bool] = ...) -> None: ...
+
+class ImportWarning(_message.Message):
+    __slots__ = ("line", "message")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    message: str
+    def __init__(self, line: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ImportCalendarResponse(_message.Message):
+    __slots__ = ("items", "warnings")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Event]
+    warnings: _containers.RepeatedCompositeFieldContainer[ImportWarning]
+    def __init__(self, items: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., warnings: _Optional[_Iterable[_Union[ImportWarning, _Mapping]]] = ...) -> None: ...
+
 class ExportFeedRequest(_message.Message):
     __slots__ = ("secret", "cursor")
     SECRET_FIELD_NUMBER: _ClassVar[int]

@@ -91,6 +91,11 @@ class EventServiceStub:
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportFeedRequest.SerializeToString,
                 response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.FromString,
                 _registered_method=True)
+        self.ImportCalendar = channel.unary_unary(
+                '/eventhub.events.v1.EventService/ImportCalendar',
+                request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ImportCalendarRequest.SerializeToString,
+                response_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ImportCalendarResponse.FromString,
+                _registered_method=True)
         self.ExpandEvents = channel.unary_unary(
                 '/eventhub.events.v1.EventService/ExpandEvents',
                 request_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExpandEventsRequest.SerializeToString,
@@ -239,6 +244,14 @@ class EventServiceServicer:
     def ExportFeed(self, request, context):
         """A page of a feed's calendar, as ExportCalendar's of its owner. Needs no access
         token: the secret is the credential (NOT_FOUND for an unknown one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportCalendar(self, request, context):
+        """The caller's events from an iCalendar file, all or none: its masters created,
+        or updated where their UID names an event of the caller.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -399,6 +412,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.ExportFeed,
                     request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportFeedRequest.FromString,
                     response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.SerializeToString,
+            ),
+            'ImportCalendar': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportCalendar,
+                    request_deserializer=eventhub_dot_events_dot_v1_dot_events__pb2.ImportCalendarRequest.FromString,
+                    response_serializer=eventhub_dot_events_dot_v1_dot_events__pb2.ImportCalendarResponse.SerializeToString,
             ),
             'ExpandEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ExpandEvents,
@@ -743,6 +761,33 @@ class EventService:
             '/eventhub.events.v1.EventService/ExportFeed',
             eventhub_dot_events_dot_v1_dot_events__pb2.ExportFeedRequest.SerializeToString,
             eventhub_dot_events_dot_v1_dot_events__pb2.ExportCalendarResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCalendar(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eventhub.events.v1.EventService/ImportCalendar',
+            eventhub_dot_events_dot_v1_dot_events__pb2.ImportCalendarRequest.SerializeToString,
+            eventhub_dot_events_dot_v1_dot_events__pb2.ImportCalendarResponse.FromString,
             options,
             channel_credentials,
             insecure,
