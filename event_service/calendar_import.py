@@ -105,7 +105,7 @@ class CalendarImport:
         once: IdempotentWrite[Imported] | None = None,
     ) -> Imported:
         """The file's events written, or an error naming the VEVENT and line at fault."""
-        calendar, items = await asyncio.to_thread(_read, data)  # ~1 s for a 1 MiB file
+        calendar, items = await asyncio.to_thread(_read, data)  # ~0.3 s for 500 series
         owner = uuid.UUID(caller.user_id)
         async with pipelined_transaction(self._writes) as conn:
             await write_repo.lock_owner_calendar(conn, owner)
@@ -168,14 +168,15 @@ def _read(data: bytes) -> tuple[ImportedCalendar, list[_Item]]:
 async def _find_targets(
     conn: psycopg.AsyncConnection, owner: uuid.UUID, items: list[_Item]
 ) -> None:
-    """Each item's target: the live event of the owner its UID names, locked; each
-    event the target of the first item that names it."""
+    """Each item's target: the live event on the owner's calendar that its UID names,
+    locked, if the owner still has the owner role on it; each event the target of the
+    first item that names it."""
     uids = [item.imported.uid for item in items if item.imported.uid]
     named = await import_repo.lock_named_events(conn, owner, uids)
     taken: set[uuid.UUID] = set()
     for item in items:
         target = named.get(item.imported.uid) if item.imported.uid else None
-        if target is not None and target.event.id not in taken:
+        if target is not None and target.role is Role.OWNER and target.event.id not in taken:
             item.target = target
             taken.add(target.event.id)
 
