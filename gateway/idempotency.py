@@ -5,16 +5,23 @@ Only final answers are replayed (2xx, 409, 412, 422); after a 429, a 5xx or an a
 that may change (401, 403, 404) a repeat runs again, and the service that writes
 replays the write if it was applied after all (its key commits with the write:
 `common.idempotency`), so a repeat after a 5xx is not applied twice either. Answers
-that carry tokens (login, refresh) are never stored. In every case the body's
-fingerprint is kept, so the key is refused with another body (422). While the first
-request is still running, a repeat gets 409. If Redis cannot be reached, a request
-carrying a key gets 503: applying a write twice would be worse.
+that carry tokens (login, refresh) are never stored; the others are stored sealed
+(AES-GCM) with a key derived from the Idempotency-Key itself, which Redis never
+holds: what Redis keeps (a feed URL's secret, an event) is unreadable without it. In
+every case the body's fingerprint is kept, so the key is refused with another body
+(422). While the first request is still running, a repeat gets 409. If Redis cannot be
+reached, a request carrying a key gets 503: applying a write twice would be worse.
 """
 
+import base64
 import hashlib
+import hmac
 import logging
+import os
 
 import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -68,6 +75,7 @@ class IdempotencyMiddleware:
         user = await _user_scope(gateway, scope)
         scoped_key = hashlib.sha256(f"{user}\0{scope['path']}\0{key}".encode()).hexdigest()
         record_key = gateway.settings.redis_key("idempotency", scoped_key)
+        seal = _Seal(key, scoped_key)
         fingerprint = hashlib.sha256(body).hexdigest()
         try:
             claimed = await gateway.redis.set(
@@ -84,7 +92,7 @@ class IdempotencyMiddleware:
         if not claimed:
             record = orjson.loads(stored) if stored else None
             if not _runs_again(record, fingerprint):
-                await _answer_repeat(record, fingerprint, scope, receive, send)
+                await _answer_repeat(record, fingerprint, seal, scope, receive, send)
                 return
 
         # The services that write record the key with the write (`common.idempotency`).
@@ -94,7 +102,7 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, captured.send)
         finally:
             keep_answer = scope["path"] not in _TOKEN_ANSWERS
-            await _finish(gateway, record_key, fingerprint, captured, keep_answer)
+            await _finish(gateway, record_key, fingerprint, captured, keep_answer, seal)
 
 
 def _runs_again(record: dict | None, fingerprint: str) -> bool:
@@ -102,9 +110,43 @@ def _runs_again(record: dict | None, fingerprint: str) -> bool:
     return bool(record) and record.get("kept") is False and record["fingerprint"] == fingerprint
 
 
+class _Seal:
+    """Seals a stored answer's body with a key only the client's Idempotency-Key gives
+    (Redis holds a hash of it, `scoped_key`, not the key)."""
+
+    def __init__(self, idempotency_key: str, scoped_key: str) -> None:
+        key = hmac.digest(idempotency_key.encode(), b"answer\0" + scoped_key.encode(), "sha256")
+        self._aead = AESGCM(key)
+        self._context = scoped_key.encode()
+
+    def seal(self, body: bytes) -> str:
+        nonce = os.urandom(12)
+        return base64.b64encode(nonce + self._aead.encrypt(nonce, body, self._context)).decode()
+
+    def open(self, sealed: str) -> bytes | None:
+        data = base64.b64decode(sealed)
+        try:
+            return self._aead.decrypt(data[:12], data[12:], self._context)
+        except InvalidTag:
+            return None
+
+
+def _stored_body(record: dict, seal: _Seal) -> bytes | None:
+    if "sealed" in record:
+        return seal.open(record["sealed"])
+    body = record.get("body")  # stored before answers were sealed
+    return body.encode("latin-1") if body is not None else None
+
+
 async def _answer_repeat(
-    record: dict | None, fingerprint: str, scope: Scope, receive: Receive, send: Send
+    record: dict | None,
+    fingerprint: str,
+    seal: _Seal,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
 ) -> None:
+    body = _stored_body(record, seal) if record else None
     if record is None or ("status" not in record and record.get("kept") is not False):
         response = problem_response(409, detail=IN_PROGRESS)
     elif record["fingerprint"] != fingerprint:
@@ -114,6 +156,8 @@ async def _answer_repeat(
             title="Validation failed",
             errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
         )
+    elif body is None:
+        response = problem_response(409, detail="the stored answer cannot be read; retry later")
     else:
         await send(
             {
@@ -123,14 +167,19 @@ async def _answer_repeat(
                 + [(b"idempotent-replayed", b"true")],
             }
         )
-        await send({"type": "http.response.body", "body": record["body"].encode("latin-1")})
+        await send({"type": "http.response.body", "body": body})
         return
     await response(scope, receive, send)
 
 
 async def _finish(
-    gateway, record_key: str, fingerprint: str, captured: "_CapturedResponse", keep_answer: bool
-) -> None:  # type: ignore[no-untyped-def]
+    gateway,  # type: ignore[no-untyped-def]
+    record_key: str,
+    fingerprint: str,
+    captured: "_CapturedResponse",
+    keep_answer: bool,
+    seal: _Seal,
+) -> None:
     status = captured.status
     final = status is not None and (200 <= status < 300 or status in _FINAL)
     try:
@@ -139,7 +188,7 @@ async def _finish(
             record |= {
                 "status": status,
                 "headers": captured.headers,
-                "body": bytes(captured.body).decode("latin-1"),
+                "sealed": seal.seal(bytes(captured.body)),
             }
         await gateway.redis.set(
             record_key, orjson.dumps(record), ex=gateway.settings.idempotency_ttl

@@ -12,6 +12,7 @@ import httpx
 import icalendar
 import pytest
 import recurring_ical_events
+import redis
 
 from tests.conftest import User
 from tests.e2e.helpers import assert_problem, share
@@ -183,6 +184,20 @@ def test_a_feed_serves_the_calendar_without_a_token_until_replaced(
     assert_problem(api.get(rotated), 404)
     assert_problem(api.delete("/api/calendar/feed", headers=owner.headers), 404)
     assert_problem(api.get("/api/calendar/feed/" + "A" * 32 + ".ics"), 404)
+
+
+def test_a_repeated_rotation_answers_the_same_url_which_redis_does_not_hold(
+    api: httpx.Client, owner: User, stack, namespace: str
+) -> None:
+    headers = {**owner.headers, "Idempotency-Key": "rotate-once"}
+    first = api.post("/api/calendar/feed", headers=headers)
+    again = api.post("/api/calendar/feed", headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    secret = feed_path(first.json()["url"]).removeprefix("/api/calendar/feed/")
+    store = redis.Redis.from_url(stack.env["EVENTHUB_REDIS_URL"])
+    stored = [store.get(key) for key in store.scan_iter(f"{namespace}:idempotency:*")]
+    assert stored and not any(secret.removesuffix(".ics").encode() in value for value in stored)
 
 
 def test_logging_out_does_not_end_a_feed(api: httpx.Client, owner: User) -> None:
