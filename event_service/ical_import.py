@@ -152,9 +152,6 @@ class _Component:
     def first(self, name: str) -> _Property | None:
         return next((p for p in self.properties if p.name == name), None)
 
-    def every(self, name: str) -> list[_Property]:
-        return [p for p in self.properties if p.name == name]
-
 
 def _components(lines: Iterator[tuple[int, str]]) -> list[_Component]:
     """The file's VCALENDARs. Bad syntax or structure: InvalidArgument (`body`)."""
@@ -363,9 +360,9 @@ class _Reading:
         for child in component.children:
             self.warn(child.line, f"{child.name} skipped: only the event itself is imported")
         problems = [
-            (name, message, component.every(name)[0].line)
+            (name, message, unsupported.line)
             for name, message in _UNSUPPORTED.items()
-            if component.first(name)
+            if (unsupported := component.first(name))
         ]
         for prop in component.properties:
             try:
