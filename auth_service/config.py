@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from common.config import CommonSettings, listen_port
 
@@ -19,6 +19,8 @@ class AuthSettings(CommonSettings):
     # argon2_memory_kib), and how long a login waits for room before it is answered 503.
     password_hashing_memory_mib: int = 256
     password_hashing_wait: float = 2.0
+    # Where Prometheus scrapes this service's metrics (on grpc_listen_host); 0: nowhere.
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _signing_key_given(self) -> "AuthSettings":

@@ -4,11 +4,18 @@ Every replica of a service pulls from one durable consumer, so each message goes
 to one replica. Subclasses store a fetched batch in `handle` and ack each message
 only after their commit; JetStream redelivers whatever is not acked in time, so a
 process that dies mid-batch loses nothing. Storing must be idempotent.
+
+Subclasses dispose of each message through `ack`, `retry` and `dead_letter`, which
+count them in the metrics below, labelled with the consumer's `name`; the consumer's
+backlog is read from JetStream every few seconds (the durable consumer is shared, so
+replicas report the same backlog: take the max).
 """
 
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +23,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import Counter, Gauge
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -26,6 +34,32 @@ log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT = 1.0
 MAX_BACKOFF = 5.0
+# Seconds between readings of the consumer's backlog from JetStream.
+BACKLOG_MEASURE_INTERVAL = 5.0
+
+PENDING = Gauge(
+    "eventhub_consumer_pending_messages",
+    "Messages of the stream not yet delivered to the consumer (JetStream num_pending)",
+    ["consumer"],
+)
+ACK_PENDING = Gauge(
+    "eventhub_consumer_ack_pending_messages",
+    "Messages delivered and not acknowledged yet, redeliveries included (num_ack_pending)",
+    ["consumer"],
+)
+PROCESSED = Counter(
+    "eventhub_consumer_processed_total", "Messages stored and acknowledged", ["consumer"]
+)
+RETRIES = Counter(
+    "eventhub_consumer_retries_total",
+    "Messages handed back for redelivery after a passing failure (database down)",
+    ["consumer"],
+)
+DEAD_LETTERS = Counter(
+    "eventhub_consumer_dead_letters_total",
+    "Messages given up on: they can never be stored",
+    ["consumer"],
+)
 
 
 @dataclass(frozen=True)
@@ -71,15 +105,38 @@ def is_passing(error: Exception) -> bool:
 
 
 class DurableConsumer:
-    def __init__(self, subscription: Subscription) -> None:
+    def __init__(self, subscription: Subscription, name: str) -> None:
+        """`name` labels the consumer's metrics (`history`, `sharing_audit`)."""
         self._where = subscription
         self._client: Client | None = None
         self._subscription: Any = None
         self._stopping = asyncio.Event()
+        self._pending = PENDING.labels(name)
+        self._ack_pending = ACK_PENDING.labels(name)
+        self._processed = PROCESSED.labels(name)
+        self._retries = RETRIES.labels(name)
+        self._dead_letters = DEAD_LETTERS.labels(name)
+        self._measure_backlog_at = 0.0
 
     async def handle(self, messages: list[Msg]) -> None:
-        """Store a batch, then ack, nak or term each message."""
+        """Store a batch, then `ack`, `retry` or `dead_letter` each message."""
         raise NotImplementedError
+
+    async def ack(self, message: Msg) -> None:
+        """The message is stored."""
+        await message.ack()
+        self._processed.inc()
+
+    async def retry(self, messages: Iterable[Msg], delay: float) -> None:
+        """Storing failed for a passing reason: redeliver the messages after `delay`."""
+        for message in messages:
+            await message.nak(delay=delay)
+            self._retries.inc()
+
+    async def dead_letter(self, message: Msg) -> None:
+        """The message can never be stored: never deliver it again."""
+        await message.term()
+        self._dead_letters.inc()
 
     def consumer_config(self) -> ConsumerConfig:
         where = self._where
@@ -98,6 +155,7 @@ class DurableConsumer:
         while not self._stopping.is_set():
             try:
                 subscription = await self._subscribe()
+                await self._measure_backlog()
                 try:
                     messages = await subscription.fetch(
                         self._where.batch_size, timeout=FETCH_TIMEOUT
@@ -132,6 +190,24 @@ class DurableConsumer:
             )
             log.info("consuming", extra={"stream": where.stream, "durable": where.durable})
         return self._subscription
+
+    async def _measure_backlog(self) -> None:
+        """Every few seconds, set the backlog gauges from JetStream's consumer info; a
+        failure only leaves them as they were."""
+        if time.monotonic() < self._measure_backlog_at:
+            return
+        self._measure_backlog_at = time.monotonic() + BACKLOG_MEASURE_INTERVAL
+        assert self._client is not None
+        where = self._where
+        try:
+            info = await self._client.jetstream().consumer_info(
+                where.stream, where.durable, timeout=FETCH_TIMEOUT
+            )
+        except (nats.errors.Error, TimeoutError) as error:
+            log.debug("consumer info unavailable", extra={"error": repr(error)})
+            return
+        self._pending.set(info.num_pending or 0)
+        self._ack_pending.set(info.num_ack_pending or 0)
 
     async def _drop_subscription(self) -> None:
         """Forget the subscription so the next round binds anew (the consumer may be gone)."""

@@ -16,6 +16,7 @@ from sqlalchemy import MetaData, create_engine, event, make_url, pool, text
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -47,6 +48,7 @@ def make_engine(
 ) -> AsyncEngine:
     engine = create_async_engine(
         database_url,
+        poolclass=WaitCountingPool,
         pool_size=pool_size,
         max_overflow=pool_size,
         # No pre-ping (a round trip per checkout): a connection the server closed is
@@ -63,6 +65,27 @@ def make_engine(
     )
     event.listen(engine.sync_engine.pool, "checkout", _replace_if_closed_by_server)
     return engine
+
+
+class WaitCountingPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's asyncio pool, counting the requests that find every connection lent
+    out and none left to open, and so wait (`common.metrics` reports them)."""
+
+    def __init__(self, *args: Any, pool_size: int = 5, max_overflow: int = 10, **kw: Any) -> None:
+        super().__init__(*args, pool_size=pool_size, max_overflow=max_overflow, **kw)
+        self.max_connections = pool_size + max_overflow
+        self.waiting = 0
+        self.waits = 0
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        if self.checkedin() or self.checkedout() < self.max_connections:
+            return super()._do_get()
+        self.waiting += 1
+        self.waits += 1
+        try:
+            return super()._do_get()
+        finally:
+            self.waiting -= 1
 
 
 def _replace_if_closed_by_server(dbapi_connection: Any, record: Any, proxy: Any) -> None:

@@ -14,6 +14,8 @@ one field per query string. A write deletes the view key of every user whose lis
 it changes, after commit; the next reader sets a new token, so pages stored under the
 old one (even by a reader that queried before the commit and stores after it) are
 never read again and expire.
+
+Every reader counts its reads in `eventhub_cache_requests_total` (`CacheReads`).
 """
 
 import time
@@ -23,10 +25,36 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from prometheus_client import Counter
 from redis.asyncio import Redis
 
 from common.errors import EVENT_NOT_FOUND, NotFound
 from common.roles import Role
+
+CACHE_REQUESTS = Counter(
+    "eventhub_cache_requests_total",
+    "Reads of a Redis read cache: a hit answered from it, a miss read through (not cached,"
+    " or the cache distrusted or unreachable)",
+    ["cache", "result"],
+)
+
+
+class CacheReads:
+    """Counts the reads of one cache (`event`, `listing`, `busy`); its label children are
+    bound once."""
+
+    __slots__ = ("_hits", "_misses")
+
+    def __init__(self, cache: str) -> None:
+        self._hits = CACHE_REQUESTS.labels(cache, "hit")
+        self._misses = CACHE_REQUESTS.labels(cache, "miss")
+
+    def count(self, hit: bool) -> None:
+        (self._hits if hit else self._misses).inc()
+
+    def count_many(self, hits: int, misses: int) -> None:
+        self._hits.inc(hits)
+        self._misses.inc(misses)
 
 
 def event_cache_prefix(namespace: str) -> str:

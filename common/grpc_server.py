@@ -21,6 +21,7 @@ from common.errors import DomainError, Unauthenticated, error_trailer
 from common.heap import freeze_startup_heap
 from common.idempotency import Replayed, key_from_metadata, request_key_var
 from common.logging import request_id_var
+from common.metrics import RpcMetricsInterceptor
 from common.service_identity import SERVICE_METADATA, service_token_var
 from common.tokens import Caller, TokenVerifier, bearer_token
 
@@ -123,7 +124,8 @@ async def serve(
 ) -> None:
     """Run a gRPC server until SIGTERM/SIGINT, then stop gracefully and call `on_stop`."""
     server = grpc.aio.server(
-        interceptors=[CallContextInterceptor(verifier)],
+        # Metrics first: they see the status the call context's errors become.
+        interceptors=[RpcMetricsInterceptor(), CallContextInterceptor(verifier)],
         options=[
             ("grpc.so_reuseport", 0),
             # Clients reconnect now and then, so calls spread onto replicas added later.

@@ -10,6 +10,11 @@ notifications but never loses one and never fails the write that caused it. Ever
 message carries `Nats-Msg-Id`, so a row published twice (a crash between publishing
 and marking it sent, or the sweep meeting a row whose publish was still under way)
 is dropped by JetStream.
+
+Operators see the backlog in `eventhub_outbox_pending_messages` and
+`eventhub_outbox_oldest_pending_age_seconds` (each replica measures the whole table
+every few seconds, so they agree: take the max), and the relay's work in
+`eventhub_outbox_published_total` and `eventhub_outbox_publish_failures_total`.
 """
 
 import asyncio
@@ -22,6 +27,7 @@ import nats.errors
 import orjson
 import psycopg
 from nats.aio.client import Client
+from prometheus_client import Counter, Gauge
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import (
     BigInteger,
@@ -39,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.db import pipelined_transaction, pooled_connection
+from common.metrics import refresh_every
 from common.nats_client import connect, ensure_stream
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,21 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL = 300.0
 # Messages handed over and not yet published; past this, rows wait for the sweep.
 MAX_HANDED_OVER = 10_000
+# Seconds between measurements of the backlog (unsent rows) for the gauges below.
+BACKLOG_MEASURE_INTERVAL = 5.0
+
+PENDING = Gauge("eventhub_outbox_pending_messages", "Outbox rows not published yet")
+OLDEST_PENDING_AGE = Gauge(
+    "eventhub_outbox_oldest_pending_age_seconds",
+    "Seconds since the oldest unpublished outbox row was written (0: none)",
+)
+PUBLISHED = Counter(
+    "eventhub_outbox_published_total", "Outbox messages published (JetStream acknowledged them)"
+)
+PUBLISH_FAILURES = Counter(
+    "eventhub_outbox_publish_failures_total",
+    "Outbox messages whose publishing failed (left for the sweep to retry)",
+)
 
 # (subject, Nats-Msg-Id, payload)
 Message = tuple[str, str, bytes]
@@ -130,6 +152,13 @@ class OutboxRelay:
         self._purge = (
             f"DELETE FROM {name} WHERE sent_at < statement_timestamp() - make_interval(secs => %s)"
         )
+        # Both walk the partial index of unsent rows, which holds next to nothing when
+        # all is well.
+        self._count_unsent = (
+            f"SELECT count(*), extract(epoch FROM statement_timestamp() - ("
+            f"SELECT created_at FROM {name} WHERE sent_at IS NULL ORDER BY id LIMIT 1))"
+            f" FROM {name} WHERE sent_at IS NULL"
+        )
         self._writes = writes
         self._nats_url = nats_url
         self._stream = stream
@@ -162,10 +191,11 @@ class OutboxRelay:
     async def run(self) -> None:
         """Two loops: one publishes what writers hand over, the other does the table's
         work (marking sent, the sweep, the purge), so that publishing never waits for
-        PostgreSQL."""
+        PostgreSQL; and the backlog's measurement."""
         await asyncio.gather(
             _keep_running("publishing", self._publish_handed_over),
             _keep_running("marking sent", self._table_work),
+            refresh_every(BACKLOG_MEASURE_INTERVAL, self.measure_backlog, "the outbox backlog"),
         )
 
     async def _publish_handed_over(self) -> None:
@@ -218,6 +248,14 @@ class OutboxRelay:
                 await conn.execute(self._mark_sent, ([row[0] for row in rows],))
         return len(rows)
 
+    async def measure_backlog(self) -> None:
+        """Set the backlog gauges from the table: rows unsent, and the oldest one's age."""
+        async with pooled_connection(self._writes) as conn:
+            cursor = await conn.execute(self._count_unsent)
+            pending, oldest_age = await cursor.fetchone() or (0, None)
+        PENDING.set(pending)
+        OLDEST_PENDING_AGE.set(max(float(oldest_age or 0), 0.0))
+
     async def _purge_sent(self) -> None:
         async with pipelined_transaction(self._writes) as conn:
             await conn.execute(self._purge, (self._keep_sent_for,))
@@ -261,11 +299,18 @@ async def _keep_running(doing: str, step: Callable[[], Awaitable[None]]) -> None
 
 
 async def _publish(client: Client, messages: Sequence[Message]) -> None:
-    """Publish to JetStream and wait for every ack (the message is stored)."""
+    """Publish to JetStream and wait for every ack (the message is stored); raises the
+    first failure once every publish has ended."""
     js = client.jetstream()
-    await asyncio.gather(
+    outcomes = await asyncio.gather(
         *(
             js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": msg_id})
             for subject, msg_id, payload in messages
-        )
+        ),
+        return_exceptions=True,
     )
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    PUBLISHED.inc(len(outcomes) - len(failures))
+    if failures:
+        PUBLISH_FAILURES.inc(len(failures))
+        raise failures[0]

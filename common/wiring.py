@@ -1,6 +1,6 @@
 """What every gRPC service's `main.py` wires the same way: settings and logging, its
-database engine, channels to other services, the verifier of users' tokens, the
-gRPC server, and closing all of it in reverse order on stop."""
+database pools, channels to other services, the verifier of users' tokens, the gRPC
+server and its metrics endpoint, and closing all of it in reverse order on stop."""
 
 import asyncio
 import inspect
@@ -9,17 +9,22 @@ from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 import grpc
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.config import CommonSettings
-from common.db import make_engine
+from common.db import make_driver_pool, make_engine
 from common.grpc_client import open_channel, public_key_fetcher
 from common.grpc_server import run_service, serve
 from common.logging import configure_logging
+from common.metrics import PoolMetrics, refresh_every, serve_metrics
 from common.service_identity import ServiceTokens
 from common.tokens import KeyFetcher, TokenVerifier
 
 Settings = TypeVar("Settings", bound=CommonSettings)
+
+# Seconds between readings of the database pools' gauges.
+POOL_MEASURE_INTERVAL = 1.0
 
 
 class Wiring(Generic[Settings]):
@@ -29,6 +34,7 @@ class Wiring(Generic[Settings]):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._closers: list[Callable[[], Any]] = []
+        self._pools = PoolMetrics()
 
     def on_stop(self, close: Callable[[], Any]) -> None:
         """Call `close` (and await what it returns, if anything) when the server stops."""
@@ -43,7 +49,24 @@ class Wiring(Generic[Settings]):
         settings = self.settings
         engine = make_engine(settings.database_url, settings.db_pool_size, settings.grpc_deadline)
         self.on_stop(engine.dispose)
+        self._pools.watch_engine(engine)
         return engine
+
+    async def driver_pool(self, name: str) -> AsyncConnectionPool:
+        """An open pool of psycopg's own (`common.db.make_driver_pool`) named `name`;
+        statements end at the gRPC deadline, and waits for a connection at half of it."""
+        settings = self.settings
+        pool = make_driver_pool(
+            settings.database_url,
+            settings.db_pool_size,
+            timeout=settings.grpc_deadline / 2,
+            statement_timeout=settings.grpc_deadline,
+            name=name,
+        )
+        await pool.open()
+        self.on_stop(pool.close)
+        self._pools.watch_driver_pool(pool)
+        return pool
 
     def channel(self, addresses: str, identity: ServiceTokens | None = None) -> grpc.aio.Channel:
         """A channel to another service; with `identity`, its calls carry this
@@ -78,6 +101,7 @@ class Wiring(Generic[Settings]):
                     await closing
 
         settings = self.settings
+        self._serve_metrics()
         await serve(
             port=settings.grpc_port,  # type: ignore[attr-defined]
             service_names=[protos.DESCRIPTOR.services_by_name[service_name].full_name],
@@ -86,6 +110,17 @@ class Wiring(Generic[Settings]):
             shutdown_grace=settings.shutdown_grace,
             host=settings.grpc_listen_host,
             on_stop=close,
+        )
+
+    def _serve_metrics(self) -> None:
+        """Serve Prometheus metrics on the service's metrics port, unless it is 0."""
+        port = self.settings.metrics_port  # type: ignore[attr-defined]
+        if not port:
+            return
+        self.on_stop(serve_metrics(self.settings.grpc_listen_host, port))
+        self.in_background(
+            refresh_every(POOL_MEASURE_INTERVAL, self._pools.refresh, "database pools"),
+            "pool-metrics",
         )
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import autocommit
 from common.errors import InvalidArgument
-from common.event_cache import CachedPage, PageCache, ReaderTrust
+from common.event_cache import CachedPage, CacheReads, PageCache, ReaderTrust
 from common.roles import Role
 from event_service.domain.events import make_schedule
 from event_service.domain.exceptions import ExceptionIndex, instances, overrides_from_json
@@ -81,6 +81,7 @@ class BusyTimes:
         self._engine = autocommit(engine)
         self._pages = pages
         self._trust = ReaderTrust(cache_ttl)
+        self._reads = CacheReads("busy")
 
     async def of(
         self, user_ids: list[str], start: datetime | None, end: datetime | None, timezone: str
@@ -93,6 +94,7 @@ class BusyTimes:
         distinct = list(dict.fromkeys(users))
         cached = await self._cached(distinct, query)
         missing = [user for user in distinct if cached.get(user) is None or not cached[user].body]
+        self._reads.count_many(hits=len(distinct) - len(missing), misses=len(missing))
         computed = {
             user: _busy_json(intervals, zone)
             for user, intervals in (await self._compute(missing, start, end)).items()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from common.event_cache import read_entry
+from common.event_cache import CacheReads, read_entry
 from common.roles import Role
 from event_service.models import StoredEvent
 from event_service.repo import AccessList
@@ -84,6 +84,7 @@ class EventCache:
         # View keys this replica failed to delete, and the task retrying them.
         self._stale_views: set[str] = set()
         self._retiring: asyncio.Task[None] | None = None
+        self._reads = CacheReads("event")
 
     def _key(self, event_id: uuid.UUID) -> str:
         return f"{self._prefix}:{event_id}"
@@ -143,6 +144,11 @@ class EventCache:
     async def get(self, event_id: uuid.UUID, user_id: str) -> CachedRead | None:
         """The cached event (`deleted` set for a tombstone) and the user's role, or
         None unless both the event and its access list are cached."""
+        cached = await self._read(event_id, user_id)
+        self._reads.count(cached is not None)
+        return cached
+
+    async def _read(self, event_id: uuid.UUID, user_id: str) -> CachedRead | None:
         if not self._available() or event_id in self._unsynced:
             return None
         try:

@@ -4,7 +4,7 @@ import sys
 
 from redis.asyncio import Redis
 
-from common.db import make_driver_pool, pipelined_transaction
+from common.db import pipelined_transaction
 from common.event_cache import PageCache, event_cache_prefix, view_prefix
 from common.idempotency import IdempotencyKeys
 from common.notifications import event_stream, event_stream_subjects
@@ -29,14 +29,7 @@ async def run(wiring: Wiring[EventSettings]) -> None:
     settings = wiring.settings
     services = wiring.service_tokens("events")
     engine = wiring.engine()
-    writes = make_driver_pool(
-        settings.database_url,
-        settings.db_pool_size,
-        timeout=settings.grpc_deadline / 2,
-        statement_timeout=settings.grpc_deadline,
-    )
-    await writes.open()
-    wiring.on_stop(writes.close)
+    writes = await wiring.driver_pool("writes")
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     wiring.on_stop(redis.aclose)
     verifier = wiring.user_verifier()

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from common.errors import EVENT_NOT_FOUND, NotFound
 from common.event_cache import (
     CachedPage,
+    CacheReads,
     PageCache,
     ReaderTrust,
     entry_fields,
@@ -51,6 +52,8 @@ class CachedEvents:
         self._prefix = event_cache_prefix(namespace)
         self._trust = ReaderTrust(cache_ttl)
         self._pages = PageCache(redis, namespace, int(cache_ttl))
+        self._event_reads = CacheReads("event")
+        self._listing_reads = CacheReads("listing")
 
     def redis_failed(self) -> None:
         """Distrust entries for one TTL: some may predate writes made meanwhile."""
@@ -63,6 +66,11 @@ class CachedEvents:
     async def page(self, caller: Caller, query: str) -> CachedPage | None:
         """The caller's cached listing for this query string (`body` None if it is
         not cached yet), or None if the cache cannot answer."""
+        page = await self._read_page(caller, query)
+        self._listing_reads.count(page is not None and page.body is not None)
+        return page
+
+    async def _read_page(self, caller: Caller, query: str) -> CachedPage | None:
         if not self._trust.trusted():
             return None
         try:
@@ -89,10 +97,19 @@ class CachedEvents:
             return None
         return HashRead(key, entry_fields(caller.user_id))
 
-    def event(self, values: list[bytes | None]) -> dict[str, Any] | None:
+    def event(self, values: list[bytes | None] | None) -> dict[str, Any] | None:
         """The event's response fields with the caller's role from the values of
-        `entry_read`, NotFound if the cache says the caller may not see it, or None
-        if the cache cannot answer."""
+        `entry_read` (None: there was none), NotFound if the cache says the caller may
+        not see it, or None if the cache cannot answer."""
+        try:
+            fields = None if values is None else self._event_fields(values)
+        except NotFound:  # an answer from the cache too
+            self._event_reads.count(hit=True)
+            raise
+        self._event_reads.count(fields is not None)
+        return fields
+
+    def _event_fields(self, values: list[bytes | None]) -> dict[str, Any] | None:
         entry = parse_entry(values)
         visible = visible_event(entry) if entry else None
         if visible is None:

@@ -120,7 +120,7 @@ class CallerReadingEvent(CallerScheme):
         gateway, caller = await self._verify(request)
         read = gateway.cached_events.entry_read(request.path_params["event_id"], caller)
         values = await self._admit(request, gateway, caller, read)
-        return gateway.cached_events.event(values) if values else None
+        return gateway.cached_events.event(values)
 
 
 CurrentUser = Annotated[Caller, Depends(CallerScheme())]

@@ -15,6 +15,8 @@ class HistorySettings(CommonSettings):
     history_consumer_ack_wait: float = Field(default=5.0, gt=0)
     # Delay before a message that failed for a passing reason (database down) returns.
     history_consumer_retry_delay: float = Field(default=1.0, gt=0)
+    # Where Prometheus scrapes this service's metrics (on grpc_listen_host); 0: nowhere.
+    metrics_port: int = Field(default=9104, ge=0, le=65535)
 
     @property
     def grpc_port(self) -> int:

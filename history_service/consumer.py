@@ -108,7 +108,8 @@ class ChangeConsumer(DurableConsumer):
                 durable=settings.durable_name,
                 batch_size=settings.history_consumer_batch_size,
                 ack_wait=settings.history_consumer_ack_wait,
-            )
+            ),
+            name="history",
         )
         self._settings = settings
         self._sessions = sessions
@@ -123,17 +124,17 @@ class ChangeConsumer(DurableConsumer):
                 log.exception("storing versions failed")
             else:
                 log.warning("storing versions failed", extra={"error": repr(error)})
-            for parsed in batch:
-                await parsed.msg.nak(delay=self._settings.history_consumer_retry_delay)
+            retry_delay = self._settings.history_consumer_retry_delay
+            await self.retry((parsed.msg for parsed in batch), retry_delay)
             return
         log.debug("stored", extra={"messages": len(batch), "new_versions": len(new)})
         self._notifier.stored({event_id for event_id, _ in new})
         for parsed in batch:
             if parsed.row is not None:
-                await parsed.msg.ack()
+                await self.ack(parsed.msg)
             else:
                 log.error(
                     "dead letter",
                     extra={"subject": parsed.msg.subject, "reason": parsed.error},
                 )
-                await parsed.msg.term()
+                await self.dead_letter(parsed.msg)

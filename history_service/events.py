@@ -9,7 +9,14 @@ import grpc
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from common.event_cache import ReaderTrust, event_cache_prefix, read_entry, visible_event
+from common.errors import NotFound
+from common.event_cache import (
+    CacheReads,
+    ReaderTrust,
+    event_cache_prefix,
+    read_entry,
+    visible_event,
+)
 from common.roles import Role
 from common.upstream import call
 from eventhub.events.v1 import events_pb2
@@ -61,9 +68,19 @@ class CachedVersions:
         self._redis = redis
         self._prefix = event_cache_prefix(namespace)
         self._trust = ReaderTrust(cache_ttl)
+        self._reads = CacheReads("event")
 
     async def current_version(self, event_id: uuid.UUID, user_id: str) -> CurrentVersion | None:
         """None if the cache cannot answer; NotFound if it says the user has no role."""
+        try:
+            current = await self._read(event_id, user_id)
+        except NotFound:  # an answer from the cache too
+            self._reads.count(hit=True)
+            raise
+        self._reads.count(current is not None)
+        return current
+
+    async def _read(self, event_id: uuid.UUID, user_id: str) -> CurrentVersion | None:
         if not self._trust.trusted():
             return None
         try:

@@ -2,7 +2,7 @@
 
 from redis.asyncio import Redis
 
-from common.db import make_driver_pool, make_sessionmaker
+from common.db import make_sessionmaker
 from common.wiring import Wiring, run_process
 from eventhub.history.v1 import history_pb2, history_pb2_grpc
 from history_service.config import HistorySettings
@@ -25,15 +25,7 @@ async def run(wiring: Wiring[HistorySettings]) -> None:
     events = EventClient(events_channel, cache)
     verifier = wiring.user_verifier()
     notifier = VersionNotifier()
-    reads = make_driver_pool(
-        settings.database_url,
-        settings.db_pool_size,
-        timeout=settings.grpc_deadline / 2,
-        statement_timeout=settings.grpc_deadline,
-        name="reads",
-    )
-    await reads.open()
-    wiring.on_stop(reads.close)
+    reads = await wiring.driver_pool("reads")
     service = HistoryService(settings, reads, events, notifier)
     consumer = ChangeConsumer(settings, sessions, notifier)
     consuming = consumer.start()

@@ -12,6 +12,7 @@ listen on consecutive ports from `EVENTHUB_GATEWAY_PORT` on.
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -31,9 +32,13 @@ import psycopg
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from auth_service.config import AuthSettings
 from common.config import CommonSettings
 from common.keygen import JWT_KEY_NAME, SERVICE_KEY_NAME, ensure_keys
+from event_service.config import EventSettings
+from history_service.config import HistorySettings
 from scripts import backing
+from sharing_service.config import SharingSettings
 
 REPO = Path(__file__).resolve().parent.parent
 # In migration order: the event service takes over the sharing service's grants.
@@ -46,8 +51,21 @@ ADDR_VARS = {
     "event_service": "EVENTHUB_EVENTS_ADDR",
     "history_service": "EVENTHUB_HISTORY_ADDR",
 }
-# `make up` puts replica i of a service on its default port + i * REPLICA_PORT_STEP.
+# `make up` puts replica i of a service on its default port + i * REPLICA_PORT_STEP
+# (gRPC and metrics).
 REPLICA_PORT_STEP = 10
+DEFAULT_METRICS_PORTS = {
+    service: settings.model_fields["metrics_port"].default
+    for service, settings in (
+        ("auth_service", AuthSettings),
+        ("event_service", EventSettings),
+        ("sharing_service", SharingSettings),
+        ("history_service", HistorySettings),
+    )
+}
+# The metrics ports of an isolated deployment's replicas, as JSON ({"event_service":
+# [port, ...]}); the other processes started in it serve no metrics.
+METRICS_PORTS_VAR = "EVENTHUB_STACK_METRICS_PORTS"
 STOP_TIMEOUT = 30.0
 
 
@@ -119,6 +137,16 @@ class Stack:
     def replica_count(self, name: str) -> int:
         return self.gateway_replicas if name == "gateway" else len(self.addresses(name))
 
+    def metrics_port(self, service: str, index: int = 0) -> int:
+        """Where replica `index` (from 0) of a service serves its metrics (0: nowhere)."""
+        if METRICS_PORTS_VAR in self.env:
+            ports = json.loads(self.env[METRICS_PORTS_VAR]).get(service, [])
+            return ports[index] if index < len(ports) else 0
+        return DEFAULT_METRICS_PORTS[service] + index * REPLICA_PORT_STEP
+
+    def metrics_url(self, service: str, index: int = 0) -> str:
+        return f"http://127.0.0.1:{self.metrics_port(service, index)}/metrics"
+
     def replica_keys(self) -> list[str]:
         return [
             replica_key(name, index)
@@ -137,7 +165,7 @@ class Stack:
         log = open(self.logs / f"{key}.log", "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", name],
-            env={**self.env, **(extra_env or {})},
+            env={**self.env, **self._metrics_env(name, key), **(extra_env or {})},
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -146,6 +174,16 @@ class Stack:
         log.close()
         self.procs[key] = proc
         (self.pids / f"{key}.pid").write_text(str(proc.pid))
+
+    def _metrics_env(self, name: str, key: str) -> dict[str, str]:
+        """The metrics port of the process `key` if it is a replica of a service (a
+        process started with a tag of its own keeps the deployment's setting)."""
+        if name not in SERVICES:
+            return {}
+        for index in range(self.replica_count(name)):
+            if replica_key(name, index) == key:
+                return {"EVENTHUB_METRICS_PORT": str(self.metrics_port(name, index))}
+        return {}
 
     def start_replica(
         self, name: str, index: int, extra_env: Mapping[str, str] | None = None
@@ -314,6 +352,13 @@ def isolated_deployment(
         "EVENTHUB_JWT_PRIVATE_KEY": "",
         "EVENTHUB_SERVICE_KEY_FILE": str(keys[SERVICE_KEY_NAME]),
         "EVENTHUB_SERVICE_KEY": "",
+        METRICS_PORTS_VAR: json.dumps(
+            {
+                service: [free_port() for _ in range(replicas.get(service, 1))]
+                for service in SERVICES
+            }
+        ),
+        "EVENTHUB_METRICS_PORT": "0",
         **{
             var: ",".join(f"127.0.0.1:{free_port()}" for _ in range(replicas.get(service, 1)))
             for service, var in ADDR_VARS.items()
@@ -382,6 +427,8 @@ def up(run_dir: Path, replicas: Mapping[str, int]) -> None:
     for url in stack.gateway_urls[1:]:
         print(f"Gateway replica:  {url}")
     print(f"API docs:         {stack.gateway_url}/docs")
+    ports = ", ".join(str(stack.metrics_port(service)) for service in SERVICES)
+    print(f"Metrics:          {stack.gateway_url}/metrics; services' /metrics on ports {ports}")
     for service in SERVICES:
         if len(addresses := stack.addresses(service)) > 1:
             print(f"{service + ':':<18}{', '.join(addresses)}")

@@ -58,7 +58,8 @@ class AuditConsumer(DurableConsumer):
                 durable=f"{namespace}_sharing_audit",
                 batch_size=settings.audit_batch_size,
                 ack_wait=settings.audit_ack_wait,
-            )
+            ),
+            name="sharing_audit",
         )
         self._sessions = sessions
         self._retry_delay = settings.audit_retry_delay
@@ -74,15 +75,14 @@ class AuditConsumer(DurableConsumer):
                 log.error(
                     "unreadable access change", extra={"subject": msg.subject, "error": str(error)}
                 )
-                await msg.term()
+                await self.dead_letter(msg)
         try:
             async with self._sessions() as session, session.begin():
                 await repo.add_permission_changes(session, rows)
         except Exception as error:
             if not is_passing(error):
                 log.exception("storing audit records failed")
-            for msg in storable:
-                await msg.nak(delay=self._retry_delay)
+            await self.retry(storable, self._retry_delay)
             return
         for msg in storable:
-            await msg.ack()
+            await self.ack(msg)

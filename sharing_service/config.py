@@ -10,6 +10,8 @@ class SharingSettings(CommonSettings):
     audit_ack_wait: float = Field(default=5.0, gt=0)
     # Delay before a notification that failed for a passing reason (database down) returns.
     audit_retry_delay: float = Field(default=1.0, gt=0)
+    # Where Prometheus scrapes this service's metrics (on grpc_listen_host); 0: nowhere.
+    metrics_port: int = Field(default=9103, ge=0, le=65535)
 
     @property
     def grpc_port(self) -> int:

@@ -1,9 +1,10 @@
 from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from gateway.deps import Services
 from gateway.errors import problem_response
+from gateway.metrics import exposition
 from gateway.openapi import PROBLEM_SCHEMA
 from gateway.responses import JSONResponse
 
@@ -40,4 +41,4 @@ async def readyz(gateway: Services) -> Response:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,7 +1,8 @@
 """The outbox relay on a table and a stream of its own: every queued message reaches
 JetStream once and is marked sent, whether the writer handed it over after its commit
 or the sweep found it in the table; publishing a row again (a crash between
-publishing and marking) is dropped by JetStream by its Nats-Msg-Id."""
+publishing and marking) is dropped by JetStream by its Nats-Msg-Id. Its metrics
+count what it published and measure what waits."""
 
 import asyncio
 import time
@@ -9,6 +10,7 @@ import time
 import nats
 import pytest
 from nats.js.api import StreamConfig
+from prometheus_client import REGISTRY
 from sqlalchemy import MetaData, text
 
 from common.db import make_driver_pool, make_engine, pipelined_transaction
@@ -25,6 +27,10 @@ def relay_env(stack_env: dict[str, str]) -> dict[str, str]:
         "stream": f"{namespace.upper()}_RELAY_TEST",
         "subject": f"{namespace}.relaytest",
     }
+
+
+def metric(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
 
 
 async def _relay_round_trip(env: dict[str, str]) -> None:
@@ -56,6 +62,10 @@ async def _relay_round_trip(env: dict[str, str]) -> None:
         async with pipelined_transaction(writes) as conn:
             await enqueue_many(conn, table, messages[:3])
             await conn.execute(left_over)
+        await relay.measure_backlog()
+        assert metric("eventhub_outbox_pending_messages") == 3
+        assert 60 <= metric("eventhub_outbox_oldest_pending_age_seconds") < 120
+        published_before = metric("eventhub_outbox_published_total")
 
         async def all_sent() -> None:
             unsent = f"SELECT count(*) FROM {outbox} WHERE sent_at IS NULL"
@@ -80,6 +90,11 @@ async def _relay_round_trip(env: dict[str, str]) -> None:
             await conn.execute(text(f"UPDATE {outbox} SET sent_at = NULL"))
             await conn.execute(text(left_over))
         await all_sent()
+        await relay.measure_backlog()
+        assert metric("eventhub_outbox_pending_messages") == 0
+        assert metric("eventhub_outbox_oldest_pending_age_seconds") == 0
+        # The repeats too: JetStream acknowledges them (and drops them).
+        assert metric("eventhub_outbox_published_total") - published_before == 10
 
         info = await js.stream_info(env["stream"])
         assert info.state.messages == 5
