@@ -5,8 +5,12 @@
 #   - docker-compose.yml: `docker compose config` with no variables set, plus its wiring
 #     (keys and migrations first, who gets which key, one port);
 #   - every kustomize overlay: rendered, validated with `kubernetes-validate --strict`
-#     against Kubernetes $K8S_VERSION, plus its wiring (probes, security, policies, ...).
-# The tools are installed from PyPI into the project venv on first use.
+#     against Kubernetes $K8S_VERSION, plus its wiring (probes, security, policies, ...);
+#   - deploy/observability: `promtool check config` and `check rules`, the alert rules'
+#     unit tests (`promtool test rules`), and scripts/check_observability.py (every
+#     dashboard and alert query names metrics the services export).
+# The tools are installed into the project venv on first use: from PyPI, and promtool from
+# Debian's `prometheus` package, unpacked (nothing is installed system-wide).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -49,6 +53,29 @@ fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
+# promtool: Debian's package unpacked into the venv (apt-get download needs no root; a
+# root shell refreshes the package lists if they are stale), else whatever this machine has.
+install_promtool() {
+    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || return 1
+    mkdir -p "$WORK/deb"
+    (cd "$WORK/deb" && apt-get download -qq prometheus) >"$WORK/apt.log" 2>&1 ||
+        { [[ $EUID -eq 0 ]] && apt-get update -qq >>"$WORK/apt.log" 2>&1 &&
+            (cd "$WORK/deb" && apt-get download -qq prometheus) >>"$WORK/apt.log" 2>&1; } ||
+        return 1
+    dpkg-deb -x "$WORK"/deb/prometheus_*.deb "$WORK/deb/root" &&
+        install -m 0755 "$WORK/deb/root/usr/bin/promtool" "$VENV/bin/promtool"
+}
+if [[ -x $VENV/bin/promtool ]] || install_promtool; then
+    PROMTOOL=$VENV/bin/promtool
+elif command -v promtool >/dev/null; then
+    echo "WARNING: could not unpack Debian's prometheus package; using $(command -v promtool)" >&2
+    PROMTOOL=$(command -v promtool)
+else
+    cat "$WORK/apt.log" >&2 2>/dev/null || true
+    fail "no promtool: run as root on Debian/Ubuntu (apt-get download prometheus), or put" \
+        "promtool from a Prometheus release (https://prometheus.io/download/) on PATH"
+fi
+
 echo "== Dockerfile"
 "$VENV/bin/hadolint" Dockerfile
 
@@ -65,6 +92,24 @@ for overlay in "${OVERLAYS[@]}"; do
     "$VENV/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$WORK/$overlay.yaml"
     echo "deploy/k8s/overlays/$overlay: $(grep -c '^kind:' "$WORK/$overlay.yaml") objects valid"
 done
+
+echo "== Prometheus rules and configuration, Grafana dashboard ($("$PROMTOOL" --version 2>&1 | head -n1))"
+OBS=deploy/observability
+"$PROMTOOL" check config "$OBS/prometheus.yml"
+# Debian builds Prometheus without Kubernetes discovery: check the Kubernetes configuration
+# with its discovery emptied (the rest, relabelling included, is checked; the EventHub rules
+# below check the discovery).
+"$VENV/bin/python" -c 'import sys, yaml
+config = yaml.safe_load(sys.stdin)
+for job in config["scrape_configs"]:
+    assert job.pop("kubernetes_sd_configs"), job["job_name"]
+    job["static_configs"] = []
+yaml.safe_dump(config, sys.stdout)' <"$OBS/prometheus-kubernetes.yml" >"$WORK/prometheus-kubernetes.yml"
+cp "$OBS/alerts.yml" "$WORK/"
+"$PROMTOOL" check config "$WORK/prometheus-kubernetes.yml"
+"$PROMTOOL" test rules "$OBS/alerts_test.yml"
+"$VENV/bin/python" -m scripts.check_observability --queries-out "$WORK/queries.yml"
+"$PROMTOOL" check rules "$WORK/queries.yml"
 
 echo "== EventHub rules"
 "$VENV/bin/python" - "$WORK" "${OVERLAYS[@]}" <<'PY'
