@@ -82,9 +82,11 @@ echo "== Dockerfile"
 echo "== docker-compose.yml (no variables set)"
 # A fresh clone has no .env and sets nothing: judge the file alone, not a developer's .env
 # (--env-file /dev/null) or shell (env -i).
-compose_config() { env -i PATH="$PATH" "$COMPOSE" --env-file /dev/null -f docker-compose.yml config "$@"; }
-compose_config -q
-compose_config --format json >"$WORK/compose.json"
+compose() { env -i PATH="$PATH" "$COMPOSE" --env-file /dev/null -f docker-compose.yml "$@"; }
+compose config -q
+compose config --format json >"$WORK/compose-default.json"
+compose --profile observability config -q
+compose --profile observability config --format json >"$WORK/compose.json"
 
 echo "== kustomize (Kubernetes $K8S_VERSION schemas, strict)"
 for overlay in "${OVERLAYS[@]}"; do
@@ -123,6 +125,9 @@ from pathlib import Path
 import yaml
 
 work, overlays = Path(sys.argv[1]), sys.argv[2:]
+sys.path.insert(0, ".")
+from scripts.exported_metrics import JOBS  # noqa: E402
+
 problems: list[str] = []
 
 GRPC_PORTS = {
@@ -149,6 +154,16 @@ APPS = {"gateway", *GRPC_PORTS}
 NATS_USERS = {"gateway", "event-service", "sharing-service", "history-service"}
 NATS_URL = "nats://nats:4222"
 PORTS = {"gateway": 8000, **GRPC_PORTS}
+# Where each process serves GET /metrics (EVENTHUB_METRICS_PORT's defaults).
+METRICS_PORTS = {
+    "gateway": 8000,
+    "auth-service": 9101,
+    "event-service": 9102,
+    "sharing-service": 9103,
+    "history-service": 9104,
+}
+# The Compose profile `observability`.
+OBSERVABILITY = {"prometheus", "grafana", "jaeger"}
 PACKAGES = {app: app.replace("-", "_") for app in APPS}  # and the Dockerfile stage names
 ONE_SHOTS = {"keygen", "migrate"}
 # Each key file a process reads: its name from `common.keygen` (Compose) and its key in the
@@ -203,9 +218,15 @@ for app, package in PACKAGES.items():
         check(f"HEALTH_ADDR_SETTING={setting}" in body, where, f"health not on {setting}")
 
 compose = json.loads((work / "compose.json").read_text())["services"]
+plain = json.loads((work / "compose-default.json").read_text())["services"]
 check(
-    set(compose) == APPS | ONE_SHOTS | {"postgres", "redis", "nats"},
+    set(plain) == APPS | ONE_SHOTS | {"postgres", "redis", "nats"},
     "compose",
+    f"unexpected services without a profile {sorted(plain)}",
+)
+check(
+    set(compose) == set(plain) | OBSERVABILITY,
+    "compose --profile observability",
     f"unexpected services {sorted(compose)}",
 )
 keygen = compose.get("keygen", {})
@@ -222,7 +243,7 @@ keys_volume, keys_dir = keygen_mounts[0] if keygen_mounts else ("", "")
 # Whoever reads a key file (*_FILE) mounts the keys read-only and waits for keygen; nobody
 # else mounts them.
 for name, service in compose.items():
-    if name == "keygen":
+    if name == "keygen" or name in OBSERVABILITY:  # these never see the keys (below)
         continue
     env = service.get("environment", {})
     files = {var: path for var, path in env.items() if var.endswith("_FILE")}
@@ -277,10 +298,51 @@ for name in APPS | ONE_SHOTS:
         "wrong SERVICE build argument",
     )
 for name, service in compose.items():
+    if name in OBSERVABILITY:
+        continue
     check(
         bool(service.get("ports")) == (name == "gateway"),
         f"compose {name}",
         "only the gateway publishes a port",
+    )
+# Prometheus, Grafana and Jaeger: only with their profile, pinned, locked down like the
+# services, their UIs published on loopback only, their configuration files present.
+for name in OBSERVABILITY:
+    service = compose.get(name, {})
+    where = f"compose {name}"
+    check(service.get("profiles") == ["observability"], where, "not in the observability profile")
+    image = service.get("image", "")
+    check(
+        re.fullmatch(r"[\w./-]+:[\w.-]+", image) is not None and not image.endswith(":latest"),
+        where,
+        f"image {image!r} not pinned",
+    )
+    check(service.get("read_only") is True, where, "root filesystem not read-only")
+    check("ALL" in service.get("cap_drop", []), where, "capabilities not dropped")
+    for port in service.get("ports", []):
+        check(port.get("host_ip") == "127.0.0.1", where, f"publishes {port} beyond loopback")
+    for volume in service.get("volumes", []):
+        check(volume.get("source") != keys_volume, where, "mounts the keys")
+        if volume["type"] == "bind":
+            check(Path(volume["source"]).exists(), where, f"mounts missing {volume['source']}")
+            check(volume.get("read_only") is True, where, f"{volume['source']} mounted writable")
+# Compose's Prometheus scrapes each process on its metrics port, which the service exposes.
+scrape = yaml.safe_load(Path("deploy/observability/prometheus.yml").read_text())
+jobs = {
+    job["job_name"]: [(sd["names"], sd["port"]) for sd in job.get("dns_sd_configs", [])]
+    for job in scrape["scrape_configs"]
+}
+check(set(jobs) == APPS == set(JOBS), "prometheus.yml", f"jobs {sorted(jobs)}")
+for app, port in METRICS_PORTS.items():
+    check(jobs.get(app) == [([app], port)], "prometheus.yml", f"{app} not scraped on {port}")
+    if app != "gateway":
+        exposed = {str(p) for p in compose.get(app, {}).get("expose", [])}
+        check(str(port) in exposed, f"compose {app}", f"metrics port {port} not exposed")
+for name in APPS:
+    check(
+        "EVENTHUB_OTEL_ENDPOINT" in compose.get(name, {}).get("environment", {}),
+        f"compose {name}",
+        "EVENTHUB_OTEL_ENDPOINT not passed on from .env",
     )
 for name in APPS | ONE_SHOTS:
     service = compose.get(name, {})
