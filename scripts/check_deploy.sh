@@ -162,8 +162,9 @@ METRICS_PORTS = {
     "sharing-service": 9103,
     "history-service": 9104,
 }
-# The Compose profile `observability`.
+# The Compose profile and Kubernetes component `observability`.
 OBSERVABILITY = {"prometheus", "grafana", "jaeger"}
+OBSERVABILITY_IN = {"dev", "prod"}
 PACKAGES = {app: app.replace("-", "_") for app in APPS}  # and the Dockerfile stage names
 ONE_SHOTS = {"keygen", "migrate"}
 # Each key file a process reads: its name from `common.keygen` (Compose) and its key in the
@@ -390,6 +391,37 @@ def containers(pod: dict) -> list[dict]:
     return pod.get("initContainers", []) + pod.get("containers", [])
 
 
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions) selects these labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, values = expression["key"], expression.get("values", [])
+        present = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }
+        if not present[expression["operator"]]:
+            return False
+    return True
+
+
+def expected_ingress(observability: bool) -> dict[str, dict[int, set[str]]]:
+    """Who may reach each Deployment's pods, on which port ("*": any source)."""
+    access: dict[str, dict[int, set[str]]] = {"gateway": {PORTS["gateway"]: {"*"}}}
+    for app, port in GRPC_PORTS.items():
+        access[app] = {port: CALLERS[app]}
+        if observability:
+            access[app][METRICS_PORTS[app]] = {"prometheus"}
+    if observability:
+        access["prometheus"] = {9090: {"grafana"}}
+        access["grafana"] = {}  # kubectl port-forward only
+        access["jaeger"] = {4317: set(APPS), 16686: {"grafana"}}
+    return access
+
+
 for overlay in overlays:
     docs = [d for d in yaml.safe_load_all((work / f"{overlay}.yaml").read_text()) if d]
     by_kind: dict[str, dict[str, dict]] = {}
@@ -398,13 +430,57 @@ for overlay in overlays:
     deployments = by_kind.get("Deployment", {})
     pods = {name: d["spec"]["template"] for name, d in deployments.items()}
     pods.update({f"job/{n}": j["spec"]["template"] for n, j in by_kind.get("Job", {}).items()})
-    config = next(iter(by_kind.get("ConfigMap", {}).values()), {}).get("data", {})
-    check(set(deployments) == APPS, overlay, f"deployments {sorted(deployments)}")
+    config_maps = by_kind.get("ConfigMap", {})
+    ours = [m for n, m in config_maps.items() if n.startswith("eventhub-config-")]
+    config = ours[0]["data"] if ours else {}
+    observability = overlay in OBSERVABILITY_IN
+    extra = OBSERVABILITY if observability else set()
+    check(set(deployments) == APPS | extra, overlay, f"deployments {sorted(deployments)}")
+    hpas = by_kind.get("HorizontalPodAutoscaler", {})
     check(
-        set(by_kind.get("HorizontalPodAutoscaler", {})) == {"gateway", "event-service"},
+        set(hpas) == {"gateway", "event-service"},
         overlay,
         "HPAs must cover exactly the gateway and the event service",
     )
+    # Scrape annotations and the named metrics port on every EventHub pod.
+    for app, port in METRICS_PORTS.items():
+        template = deployments.get(app, {}).get("spec", {}).get("template", {})
+        annotations = template.get("metadata", {}).get("annotations", {})
+        check(
+            annotations
+            == {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(port),
+                "prometheus.io/path": "/metrics",
+            },
+            f"{overlay} {app}",
+            f"scrape annotations {annotations}",
+        )
+        declared = {
+            p["containerPort"]
+            for c in template.get("spec", {}).get("containers", [])
+            for p in c.get("ports", [])
+            if p.get("name") == ("http" if app == "gateway" else "metrics")
+        }
+        check(declared == {port}, f"{overlay} {app}", f"metrics port {sorted(declared)}")
+    if observability:
+        prometheus = deployments.get("prometheus", {}).get("spec", {}).get("template", {})
+        volume = next(
+            (v for v in prometheus.get("spec", {}).get("volumes", []) if v["name"] == "config"), {}
+        )
+        files = config_maps.get(volume.get("configMap", {}).get("name"), {})
+        sd = yaml.safe_load(files.get("data", {}).get("prometheus.yml", "{}"))
+        check(
+            sd.get("scrape_configs", [{}])[0].get("kubernetes_sd_configs")
+            == [{"role": "pod", "namespaces": {"own_namespace": True}}],
+            overlay,
+            "Prometheus does not discover the pods of its own namespace",
+        )
+        check(
+            config.get("EVENTHUB_OTEL_ENDPOINT") == "http://jaeger:4317",
+            overlay,
+            "tracing not sent to Jaeger",
+        )
     check(set(by_kind.get("PodDisruptionBudget", {})) == APPS, overlay, "a PDB per service")
     check("eventhub-migrate" in by_kind.get("Job", {}), overlay, "no migration Job")
 
@@ -516,24 +592,36 @@ for overlay in overlays:
         overlay,
         "no default-deny ingress policy",
     )
-    for app, callers in CALLERS.items():
-        allowed: set[str] = set()
-        ports: set[int] = set()
+    # Who reaches each Deployment's pods, port by port (named ports resolved per pod),
+    # against the table in expected_ingress.
+    labels = {name: t["metadata"]["labels"] for name, t in pods.items() if "/" not in name}
+    expected = expected_ingress(observability)
+    for app, pod_labels in labels.items():
+        named = {
+            p["name"]: p["containerPort"]
+            for c in pods[app]["spec"]["containers"]
+            for p in c.get("ports", [])
+            if "name" in p
+        }
+        access: dict[int, set[str]] = {}
         for policy in policies.values():
-            if (
-                policy["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
-                != app
-            ):
+            if not selects(policy["spec"]["podSelector"], pod_labels):
                 continue
             for rule in policy["spec"].get("ingress", []):
-                check(bool(rule.get("from")), overlay, f"{app} is open to every pod")
-                allowed |= {
-                    peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
-                    for peer in rule.get("from", [])
-                }
-                ports |= {p["port"] for p in rule.get("ports", [])}
-        check(allowed == callers, overlay, f"{app} reachable from {sorted(allowed)}")
-        check(ports == {GRPC_PORTS[app]}, overlay, f"{app} policy ports {sorted(ports)}")
+                sources = {"*"} if not rule.get("from") else set()
+                for peer in rule.get("from", []):
+                    check(set(peer) == {"podSelector"}, overlay, f"{app}: peer {peer}")
+                    sources |= {
+                        name
+                        for name, other in labels.items()
+                        if selects(peer.get("podSelector", {}), other)
+                    }
+                for port in rule.get("ports", [{"port": "(every port)"}]):
+                    access.setdefault(named.get(port["port"], port["port"]), set()).update(sources)
+        want = expected.get(app)
+        if access != want:
+            show = {port: sorted(peers) for port, peers in access.items()}
+            check(False, overlay, f"{app} reachable {show}, expected {want}")
 
 for problem in problems:
     print("FAIL", problem)
