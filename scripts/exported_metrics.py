@@ -16,23 +16,27 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     # every gRPC service; `code` is the status name (OK, NOT_FOUND, INTERNAL, ...)
     "eventhub_grpc_server_requests_total": (COUNTER, ("method", "code")),
     "eventhub_grpc_server_request_duration_seconds": (HISTOGRAM, ("method",)),
-    # every process with a database
+    # every process with a database; `pool` is sqlalchemy, writes (events) or reads (history)
     "eventhub_db_pool_connections_in_use": (GAUGE, ("pool",)),
     "eventhub_db_pool_size": (GAUGE, ("pool",)),
+    "eventhub_db_pool_max_connections": (GAUGE, ("pool",)),
     "eventhub_db_pool_waiting": (GAUGE, ("pool",)),
     "eventhub_db_pool_waits_total": (COUNTER, ("pool",)),
-    # producers with an outbox (event and sharing services)
+    # the event service's outbox: one table, so every replica reports the same backlog
     "eventhub_outbox_pending_messages": (GAUGE, ()),
     "eventhub_outbox_oldest_pending_age_seconds": (GAUGE, ()),
     "eventhub_outbox_published_total": (COUNTER, ()),
     "eventhub_outbox_publish_failures_total": (COUNTER, ()),
-    # JetStream consumers (history; the sharing service's audit trail)
+    # durable JetStream consumers, `consumer` history or sharing_audit; replicas share one,
+    # so each reports the same backlog (not delivered yet; delivered, not acknowledged)
     "eventhub_consumer_pending_messages": (GAUGE, ("consumer",)),
+    "eventhub_consumer_ack_pending_messages": (GAUGE, ("consumer",)),
     "eventhub_consumer_processed_total": (COUNTER, ("consumer",)),
+    "eventhub_consumer_retries_total": (COUNTER, ("consumer",)),
     "eventhub_consumer_dead_letters_total": (COUNTER, ("consumer",)),
     # read caches
     "eventhub_cache_requests_total": (COUNTER, ("cache", "result")),
-    # prometheus_client's default process collector, in every process
+    # prometheus_client's process collector: every service, and a one-worker gateway
     "process_cpu_seconds_total": (COUNTER, ()),
     "process_resident_memory_bytes": (GAUGE, ()),
     "process_open_fds": (GAUGE, ()),
