@@ -23,6 +23,7 @@ from common.idempotency import Replayed, key_from_metadata, request_key_var
 from common.logging import request_id_var
 from common.service_identity import SERVICE_METADATA, service_token_var
 from common.tokens import Caller, TokenVerifier, bearer_token
+from common.tracing import server_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ async def serve(
 ) -> None:
     """Run a gRPC server until SIGTERM/SIGINT, then stop gracefully and call `on_stop`."""
     server = grpc.aio.server(
-        interceptors=[CallContextInterceptor(verifier)],
+        # Tracing's (none while it is off) come first: their spans hold the whole call.
+        interceptors=[*server_interceptors(), CallContextInterceptor(verifier)],
         options=[
             ("grpc.so_reuseport", 0),
             # Clients reconnect now and then, so calls spread onto replicas added later.

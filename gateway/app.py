@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from common.heap import freeze_startup_heap
+from common.tracing import http_telemetry
 from gateway.clients import Gateway
 from gateway.config import GatewaySettings
 from gateway.errors import install_error_handlers
@@ -45,9 +46,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         description="Collaborative events: recurrence, sharing, history.",
         lifespan=lifespan,
         default_response_class=JSONResponse,
-        # No OpenTelemetry provider is set up: spare FastAPI looking for one on every
-        # request (a few percent of a cached read).
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI's own server spans when tracing is on (`common.tracing`); when off,
+        # it is spared looking for a provider on every request (a few percent of a
+        # cached read).
+        telemetry=http_telemetry(),  # type: ignore[arg-type]
     )
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware)
