@@ -3,7 +3,9 @@
 Every replica of a service pulls from one durable consumer, so each message goes
 to one replica. Subclasses store a fetched batch in `handle` and ack each message
 only after their commit; JetStream redelivers whatever is not acked in time, so a
-process that dies mid-batch loses nothing. Storing must be idempotent.
+process that dies mid-batch loses nothing. Storing must be idempotent. With tracing
+on, a batch is stored in a span per message that came with a trace context, named
+`trace_name`, each a child of the request that queued the message (`common.tracing`).
 """
 
 import asyncio
@@ -21,6 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from common.nats_client import connect, ensure_stream
 from common.notifications import event_stream, event_stream_subjects
+from common.tracing import consuming
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,8 @@ def is_passing(error: Exception) -> bool:
 
 
 class DurableConsumer:
+    trace_name = "store"
+
     def __init__(self, subscription: Subscription) -> None:
         self._where = subscription
         self._client: Client | None = None
@@ -104,7 +109,8 @@ class DurableConsumer:
                     )
                 except TimeoutError:
                     continue
-                await self.handle(messages)
+                with consuming(self.trace_name, messages):
+                    await self.handle(messages)
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise

@@ -11,6 +11,9 @@ On, a trace starts where a request enters: the gateway's HTTP server span, kept 
   from a client span; the server's interceptor (`server_interceptors`) continues it.
 - SQL (psycopg, under SQLAlchemy too) and Redis: the client spans of their
   instrumentations, with statements and commands but never their parameters.
+- NATS: a write stores the W3C context of its span with each outbox message
+  (`trace_headers`); the relay sends it as message headers, and a consumer stores
+  the message in a span that is a child of that one (`consuming`).
 
 Nothing else starts a trace: statements of background loops (the outbox relay, its
 sweep, purges) and calls without a traced caller are not recorded on their own. The
@@ -18,13 +21,16 @@ gateway ignores trace context sent by clients (a client could have every request
 sampled); EventHub's own hops propagate W3C trace context explicitly.
 """
 
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import grpc
+from nats.aio.msg import Msg
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from common.config import CommonSettings
@@ -33,6 +39,7 @@ from common.config import CommonSettings
 TraceHeaders = dict[str, str]
 
 _W3C = TraceContextTextMapPropagator()
+_NOTHING: AbstractContextManager[None] = nullcontext()
 # gRPC codes that say the server failed (the others are the caller's doing).
 _SERVER_FAULTS = frozenset(
     {
@@ -222,3 +229,82 @@ def _set_grpc_status(span: Span, code: grpc.StatusCode | None) -> None:
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if code in _SERVER_FAULTS:
         span.set_status(Status(StatusCode.ERROR, code.name))
+
+
+# The NATS hop and work done for several requests at once
+
+
+def trace_headers() -> TraceHeaders | None:
+    """The W3C context of the current span if it is sampled, for a message queued now
+    (`common.outbox`); None when tracing is off or the request is not traced."""
+    if _tracer is None:
+        return None
+    if not trace.get_current_span().get_span_context().trace_flags.sampled:
+        return None
+    carrier: TraceHeaders = {}
+    _W3C.inject(carrier)
+    return carrier
+
+
+def current_span() -> Span | None:
+    """The current span, to continue in another task (`within`); None when tracing is off."""
+    return None if _tracer is None else trace.get_current_span()
+
+
+def within(span: Span | None) -> AbstractContextManager[Any]:
+    """Make `span` (from `current_span`) current again, without ending it."""
+    if span is None:
+        return _NOTHING
+    return trace.use_span(span, record_exception=False, set_status_on_exception=False)
+
+
+def batch_span(name: str, spans: Sequence[Span | None]) -> AbstractContextManager[Any]:
+    """A span for work done for several requests at once (their `current_span`s), current
+    while it runs: the child of the first traced one, linked to the other traced ones."""
+    if _tracer is None or not spans or spans[0] is None:
+        return _NOTHING
+    traced = [span for span in spans if span and span.get_span_context().trace_flags.sampled]
+    parent = traced[0] if traced else spans[0]
+    return _tracer.start_as_current_span(
+        name,
+        context=trace.set_span_in_context(parent),
+        links=[Link(span.get_span_context()) for span in traced[1:]],
+        attributes={"eventhub.batch_size": len(spans)},
+    )
+
+
+def consuming(name: str, messages: Sequence[Msg]) -> AbstractContextManager[None]:
+    """While a consumer stores a batch: one consumer span per message that came with a
+    trace context, each the child of the span that queued it. The first is current, so
+    the batch's statements appear under it."""
+    if _tracer is None:
+        return _NOTHING
+    traced = [msg for msg in messages if msg.headers and "traceparent" in msg.headers]
+    return _consumer_spans(_tracer, name, traced) if traced else _NOTHING
+
+
+@contextmanager
+def _consumer_spans(tracer: trace.Tracer, name: str, messages: list[Msg]) -> Iterator[None]:
+    spans = [
+        tracer.start_span(
+            name,
+            context=_W3C.extract(msg.headers or {}),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": msg.subject,
+                "messaging.message.id": (msg.headers or {}).get("Nats-Msg-Id", ""),
+            },
+        )
+        for msg in messages
+    ]
+    try:
+        with trace.use_span(spans[0], record_exception=False, set_status_on_exception=False):
+            yield
+    except BaseException as error:
+        for span in spans:
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        raise
+    finally:
+        for span in spans:
+            span.end()
