@@ -49,7 +49,7 @@ class CommonSettings(BaseSettings):
     # Traces (`common.tracing`): the OTLP/gRPC collector they go to (`host:port`, or
     # `https://host:port` for TLS); empty: tracing is off, and nothing of it is installed.
     otel_endpoint: str = ""
-    # The share of requests traced; the hops of a request follow its decision.
+    # The share of requests the gateway traces (picked at random), through every hop.
     otel_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
 
     # Access-token claims every verifier checks.

@@ -99,7 +99,8 @@ class _WithCallContext:
 
 
 class _TracedCall(_WithCallContext):
-    """A `_WithCallContext` whose calls are client spans (only while tracing is on)."""
+    """A `_WithCallContext` whose calls within a traced span are client spans (only
+    while tracing is on)."""
 
     __slots__ = ("_name",)
 
@@ -116,7 +117,10 @@ class _TracedCall(_WithCallContext):
     def __call__(
         self, request: Any, *, timeout: float | None = None, metadata: Any = None, **kwargs: Any
     ) -> Any:
-        span, trace_context = tracing.client_span(self._name)
+        traced = tracing.client_span(self._name)
+        if traced is None:
+            return super().__call__(request, timeout=timeout, metadata=metadata, **kwargs)
+        span, trace_context = traced
         call = super().__call__(
             request, timeout=timeout, metadata=(*trace_context, *(metadata or ())), **kwargs
         )

@@ -1,5 +1,5 @@
 """Structured JSON logs on stdout, each line carrying the current request id, and the
-ids of the current trace and span while tracing is on (`common.tracing`)."""
+ids of the current trace and span within a traced request (`common.tracing`)."""
 
 import logging
 import sys
