@@ -68,13 +68,14 @@ clean: down
 	rm -rf $(RUN_DIR)
 
 ## Load benchmarks with wrk (BENCH_ARGS=--smoke for a quick error check), then the
-## change stream's fan-out and the sync's paging (bench/stream.py), free/busy and the
-## iCalendar export.
+## change stream's fan-out and the sync's paging (bench/stream.py), free/busy, the
+## iCalendar export and what tracing costs (bench/tracing.py).
 bench: $(STAMP)
 	$(PY) -m bench.load $(BENCH_ARGS)
 	$(PY) -m bench.stream $(BENCH_ARGS)
 	$(PY) -m bench.freebusy $(BENCH_ARGS)
 	$(PY) -m bench.icalendar $(BENCH_ARGS)
+	$(PY) -m bench.tracing $(BENCH_ARGS)
 
 ## Offline checks of the Dockerfile, docker-compose.yml and the Kubernetes overlays.
 deploy-check:

@@ -139,9 +139,10 @@ def get_script(token: str) -> str:
     return f'wrk.method = "GET"\nwrk.headers["Authorization"] = {lua_string("Bearer " + token)}\n'
 
 
-def unique_slots(threads: int) -> str:
+def unique_slots(threads: int, first_slot: int = FIRST_CREATE_SLOT) -> str:
     """Lua `slot_body(title)`: an event body in a slot no other request of the run
-    takes (slot = counter * threads + thread number), so creates never conflict. Each
+    takes (slot = counter * threads + thread number, in hours from `first_slot`, epoch
+    seconds), so creates never conflict. Each
     thread also draws its own random numbers (wrk seeds every thread alike, so two
     threads would send the same requests: half the PATCHes of S4 changed nothing)."""
     return f"""
@@ -150,7 +151,7 @@ local started = 0
 setup = function(thread) thread:set("tid", started); started = started + 1 end
 init = function(args) math.randomseed(os.time() * {threads} + tid) end
 local function slot_body(title)
-  local start = {FIRST_CREATE_SLOT} + (counter * {threads} + tid) * 3600
+  local start = {first_slot} + (counter * {threads} + tid) * 3600
   counter = counter + 1
   return string.format('{{"title":"%s","start_time":"%s","end_time":"%s"}}', title,
     os.date("!%Y-%m-%dT%H:%M:%SZ", start), os.date("!%Y-%m-%dT%H:%M:%SZ", start + 1800))
@@ -158,10 +159,10 @@ end
 """
 
 
-def create_script(token: str, threads: int) -> str:
+def create_script(token: str, threads: int, first_slot: int = FIRST_CREATE_SLOT) -> str:
     auth = lua_string(f"Bearer {token}")
     return (
-        unique_slots(threads)
+        unique_slots(threads, first_slot)
         + f"""
 request = function()
   return wrk.format("POST", "/api/events",

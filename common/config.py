@@ -46,6 +46,12 @@ class CommonSettings(BaseSettings):
     # (the services that write), seconds.
     idempotency_ttl: int = 86_400
 
+    # Traces (`common.tracing`): the OTLP/gRPC collector they go to (`host:port`, or
+    # `https://host:port` for TLS); empty: tracing is off, and nothing of it is installed.
+    otel_endpoint: str = ""
+    # The share of requests the gateway traces (picked at random), through every hop.
+    otel_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+
     # Access-token claims every verifier checks.
     jwt_issuer: str = "eventhub-auth"
     jwt_audience: str = "eventhub"

@@ -8,7 +8,9 @@ process that dies mid-batch loses nothing. Storing must be idempotent.
 Subclasses dispose of each message through `ack`, `retry` and `dead_letter`, which
 count them in the metrics below, labelled with the consumer's `name`; the consumer's
 backlog is read from JetStream every few seconds (the durable consumer is shared, so
-replicas report the same backlog: take the max).
+replicas report the same backlog: take the max). With tracing on, a batch is stored in
+a span per message that came with a trace context, named `trace_name`, each a child of
+the request that queued the message (`common.tracing`).
 """
 
 import asyncio
@@ -29,6 +31,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from common.nats_client import connect, ensure_stream
 from common.notifications import event_stream, event_stream_subjects
+from common.tracing import consuming
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,8 @@ def is_passing(error: Exception) -> bool:
 
 
 class DurableConsumer:
+    trace_name = "store"
+
     def __init__(self, subscription: Subscription, name: str) -> None:
         """`name` labels the consumer's metrics (`history`, `sharing_audit`)."""
         self._where = subscription
@@ -162,7 +167,8 @@ class DurableConsumer:
                     )
                 except TimeoutError:
                     continue
-                await self.handle(messages)
+                with consuming(self.trace_name, messages):
+                    await self.handle(messages)
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise

@@ -24,6 +24,7 @@ from common.logging import request_id_var
 from common.metrics import RpcMetricsInterceptor
 from common.service_identity import SERVICE_METADATA, service_token_var
 from common.tokens import Caller, TokenVerifier, bearer_token
+from common.tracing import server_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,13 @@ async def serve(
 ) -> None:
     """Run a gRPC server until SIGTERM/SIGINT, then stop gracefully and call `on_stop`."""
     server = grpc.aio.server(
-        # Metrics first: they see the status the call context's errors become.
-        interceptors=[RpcMetricsInterceptor(), CallContextInterceptor(verifier)],
+        # Tracing's (none while it is off) first: their spans hold the whole call; then
+        # metrics, which see the status the call context's errors become.
+        interceptors=[
+            *server_interceptors(),
+            RpcMetricsInterceptor(),
+            CallContextInterceptor(verifier),
+        ],
         options=[
             ("grpc.so_reuseport", 0),
             # Clients reconnect now and then, so calls spread onto replicas added later.

@@ -1,4 +1,5 @@
-"""Structured JSON logs on stdout, each line carrying the current request id."""
+"""Structured JSON logs on stdout, each line carrying the current request id, and the
+ids of the current trace and span within a traced request (`common.tracing`)."""
 
 import logging
 import sys
@@ -6,6 +7,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 import orjson
+from opentelemetry.trace import get_current_span
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 
@@ -22,6 +24,10 @@ class JsonFormatter(logging.Formatter):
         }
         if request_id := request_id_var.get():
             entry["request_id"] = request_id
+        span = get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
         entry.update(
             (k, v)
             for k, v in record.__dict__.items()

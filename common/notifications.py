@@ -12,6 +12,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel
 
+from common.tracing import TraceHeaders, trace_headers
+
 ChangeType = Literal["created", "updated", "rolled_back", "deleted"]
 
 # The fields a change can touch; `EventChange.changes` and diffs are over these.
@@ -145,12 +147,13 @@ class FeedNotice(BaseModel):
 
 def feed_messages(
     namespace: str, notice: FeedNotice, readers: Iterable[uuid.UUID], key: str
-) -> list[tuple[str, str, bytes]]:
-    """`notice` as outbox messages to the change stream of each reader; `key` names
-    the change within the event (its version, or `access:<access version>`), so that
-    repeats deduplicate."""
+) -> list[tuple[str, str, bytes, TraceHeaders | None]]:
+    """`notice` as outbox messages (`common.outbox.Message`) to the change stream of each
+    reader; `key` names the change within the event (its version, or
+    `access:<access version>`), so that repeats deduplicate."""
     payload = orjson.dumps(notice.model_dump())
+    trace = trace_headers()
     return [
-        (feed_subject(namespace, str(user)), f"{user}:{notice.event_id}:{key}", payload)
+        (feed_subject(namespace, str(user)), f"{user}:{notice.event_id}:{key}", payload, trace)
         for user in readers
     ]

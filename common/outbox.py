@@ -15,6 +15,10 @@ Operators see the backlog in `eventhub_outbox_pending_messages` and
 `eventhub_outbox_oldest_pending_age_seconds` (each replica measures the whole table
 every few seconds, so they agree: take the max), and the relay's work in
 `eventhub_outbox_published_total` and `eventhub_outbox_publish_failures_total`.
+
+A message also carries the W3C trace context of the request that queued it, when that
+request is traced (`common.tracing.trace_headers`): stored in its row, sent as message
+headers, so that its consumer's work is part of the request's trace.
 """
 
 import asyncio
@@ -30,6 +34,7 @@ from nats.aio.client import Client
 from prometheus_client import Counter, Gauge
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -47,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from common.db import pipelined_transaction, pooled_connection
 from common.metrics import refresh_every
 from common.nats_client import connect, ensure_stream
+from common.tracing import TraceHeaders
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +75,9 @@ PUBLISH_FAILURES = Counter(
     "Outbox messages whose publishing failed (left for the sweep to retry)",
 )
 
-# (subject, Nats-Msg-Id, payload)
-Message = tuple[str, str, bytes]
+# (subject, Nats-Msg-Id, payload, trace context: `common.tracing.trace_headers()` of the
+# request that queued it, None if it is not traced)
+Message = tuple[str, str, bytes, TraceHeaders | None]
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -83,6 +90,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("payload", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("sent_at", DateTime(timezone=True)),
+        Column("trace_context", JSON),
         Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
         Index("ix_outbox_unsent_msg_id", "msg_id", postgresql_where=text("sent_at IS NULL")),
     )
@@ -92,9 +100,10 @@ def insert_sql(table: Table) -> str:
     """SQL adding the messages of `message_params` (psycopg placeholders); a statement
     of its own, or a part of a larger one (it ends with a FROM clause)."""
     return (
-        f"INSERT INTO {table.schema}.{table.name} (subject, msg_id, payload) "
-        "SELECT subject, msg_id, convert_to(payload::text, 'UTF8') "
-        "FROM json_to_recordset(%(messages)s::json) AS m(subject text, msg_id text, payload json)"
+        f"INSERT INTO {table.schema}.{table.name} (subject, msg_id, payload, trace_context) "
+        "SELECT subject, msg_id, convert_to(payload::text, 'UTF8'), trace_context "
+        "FROM json_to_recordset(%(messages)s::json) "
+        "AS m(subject text, msg_id text, payload json, trace_context json)"
     )
 
 
@@ -102,10 +111,20 @@ def message_params(messages: Sequence[Message]) -> dict[str, str]:
     """The messages as one JSON parameter: cheaper to send than a parameter per column.
     Payloads are JSON documents (notifications are), embedded as they are."""
     rows = [
-        {"subject": subject, "msg_id": msg_id, "payload": orjson.Fragment(payload)}
-        for subject, msg_id, payload in messages
+        {
+            "subject": subject,
+            "msg_id": msg_id,
+            "payload": orjson.Fragment(payload),
+            "trace_context": trace,
+        }
+        for subject, msg_id, payload, trace in messages
     ]
     return {"messages": orjson.dumps(rows).decode()}
+
+
+def trace_param(trace: TraceHeaders | None) -> str | None:
+    """A trace context as a statement parameter for the `trace_context` column."""
+    return None if trace is None else orjson.dumps(trace).decode()
 
 
 async def enqueue_many(
@@ -140,7 +159,8 @@ class OutboxRelay:
         # Rows left unsent `sweep_after` seconds after their transaction began: the
         # writer's own publish failed, or has not happened yet (it then is a repeat).
         self._select_unsent = (
-            f"SELECT id, subject, msg_id, payload FROM {name} WHERE sent_at IS NULL"
+            f"SELECT id, subject, msg_id, payload, trace_context FROM {name}"
+            " WHERE sent_at IS NULL"
             " AND created_at < statement_timestamp() - make_interval(secs => %s)"
             " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
         )
@@ -207,7 +227,7 @@ class OutboxRelay:
         messages, self._handed_over = self._handed_over, []
         # If publishing fails, the sweep publishes these (JetStream drops repeats).
         await _publish(self._client, messages)
-        self._published.extend(msg_id for _, msg_id, _ in messages)
+        self._published.extend(message[1] for message in messages)
         self._published_wake.set()
 
     async def _table_work(self) -> None:
@@ -304,8 +324,13 @@ async def _publish(client: Client, messages: Sequence[Message]) -> None:
     js = client.jetstream()
     outcomes = await asyncio.gather(
         *(
-            js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": msg_id})
-            for subject, msg_id, payload in messages
+            js.publish(
+                subject,
+                payload,
+                timeout=5,
+                headers={"Nats-Msg-Id": msg_id, **trace} if trace else {"Nats-Msg-Id": msg_id},
+            )
+            for subject, msg_id, payload, trace in messages
         ),
         return_exceptions=True,
     )

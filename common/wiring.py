@@ -20,6 +20,7 @@ from common.logging import configure_logging
 from common.metrics import PoolMetrics, refresh_every, serve_metrics
 from common.service_identity import ServiceTokens
 from common.tokens import KeyFetcher, TokenVerifier
+from common.tracing import setup_tracing
 
 Settings = TypeVar("Settings", bound=CommonSettings)
 
@@ -129,7 +130,8 @@ def run_process(
     settings_type: type[Settings],
     run: Callable[[Wiring[Settings]], Coroutine[Any, Any, None]],
 ) -> None:
-    """A service's `main`: read settings, set up logging, run `run` on uvloop."""
+    """A service's `main`: read settings, set up logging and tracing, run `run` on uvloop."""
     settings = settings_type()
     configure_logging(name, settings.log_level)
+    setup_tracing(name, settings)
     run_service(run(Wiring(settings)))

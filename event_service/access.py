@@ -36,6 +36,7 @@ from common.notifications import (
 from common.roles import Role
 from common.timeutil import rfc3339, utcnow
 from common.tokens import Caller
+from common.tracing import trace_headers
 from event_service import repo
 from event_service.cache import EventCache
 from event_service.domain.events import event_uuid
@@ -76,6 +77,7 @@ def access_notification(
         access_subject(namespace, str(event_id)),
         f"{event_id}:access:{version}",
         orjson.dumps(notice.model_dump()),
+        trace_headers(),
     )
 
 

@@ -14,18 +14,24 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from opentelemetry.trace import Span
+
+from common import tracing
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
 @dataclass(slots=True)
 class Pending(Generic[Item, Result]):
-    """A request in a group; the flush settles `outcome` with a result or an error."""
+    """A request in a group; the flush settles `outcome` with a result or an error.
+    `trace` is the request's span (`common.tracing.current_span`)."""
 
     item: Item
     outcome: asyncio.Future[Result] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    trace: Span | None = None
 
 
 Flush = Callable[[Hashable, list[Pending[Item, Result]]], Awaitable[None]]
@@ -41,7 +47,7 @@ class GroupCommit(Generic[Item, Result]):
     async def submit(self, key: Hashable, item: Item) -> Result:
         """Run `item` in the next group of `key` and return its outcome. A request
         cancelled before its group starts is dropped; once started, it is done."""
-        pending: Pending[Item, Result] = Pending(item)
+        pending: Pending[Item, Result] = Pending(item, trace=tracing.current_span())
         self._queues.setdefault(key, []).append(pending)
         if key not in self._draining:
             # The group's task serves many requests: not in this one's context, whose
@@ -58,7 +64,8 @@ class GroupCommit(Generic[Item, Result]):
                 del queue[: self._max_group]
                 if group:
                     try:
-                        await self._flush(key, group)
+                        with tracing.batch_span("group commit", [p.trace for p in group]):
+                            await self._flush(key, group)
                     except Exception as error:
                         for pending in group:
                             settle(pending, error=error)

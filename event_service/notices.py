@@ -23,6 +23,7 @@ from common.notifications import (
 from common.roles import Role
 from common.timeutil import rfc3339
 from common.tokens import Caller
+from common.tracing import trace_headers
 from event_service.access import access_notification
 from event_service.domain.events import EventDraft, json_value
 from event_service.models import StoredEvent
@@ -87,6 +88,7 @@ def change_messages(
 ) -> list[outbox.Message]:
     """The notifications of committed changes, one per (event, version)."""
     messages = []
+    trace = trace_headers()
     for event, change_type, fields in changes:
         change = EventChange(
             event_id=str(event.id),
@@ -98,9 +100,8 @@ def change_messages(
             changes=fields,
         )
         subject = event_subject(namespace, str(event.id))
-        messages.append(
-            (subject, change_msg_id(event.id, event.version), orjson.dumps(change.model_dump()))
-        )
+        payload = orjson.dumps(change.model_dump())
+        messages.append((subject, change_msg_id(event.id, event.version), payload, trace))
     return messages
 
 

@@ -16,7 +16,7 @@ from typing import Any, cast
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from common import outbox
+from common import outbox, tracing
 from common.db import pipelined_transaction, pooled_connection
 from common.errors import (
     DomainError,
@@ -171,9 +171,12 @@ class EventService:
             if accepted:
                 caller = group[0].item.caller
                 events = [new[index] for index in accepted]
-                messages = creation_messages(
-                    self._settings.namespace, [event for event, _ in events], caller
-                )
+                messages: list[outbox.Message] = []
+                for index in accepted:  # in its request's span: its messages carry its trace
+                    with tracing.within(group[index].trace):
+                        messages += creation_messages(
+                            self._settings.namespace, [new[index][0]], caller
+                        )
                 await write_repo.insert_events(
                     conn, caller.username, events, FIRST_ACCESS_VERSION, messages, []
                 )

@@ -20,6 +20,7 @@ import psycopg
 from common import outbox
 from common.notifications import EDITABLE_FIELDS, FeedNotice, feed_subject
 from common.roles import Role
+from common.tracing import trace_headers
 from event_service.models import SCHEMA, StoredEvent
 from event_service.models import outbox as outbox_table
 from event_service.repo import role_or_none
@@ -264,9 +265,9 @@ _UPDATE_IF_UNCHANGED = f"""
         WHERE event_id IN (SELECT id FROM updated)
         RETURNING user_id, role
     ), feed AS (
-        INSERT INTO {SCHEMA}.outbox (subject, msg_id, payload)
+        INSERT INTO {SCHEMA}.outbox (subject, msg_id, payload, trace_context)
         SELECT %(feed_subject)s || user_id, user_id || %(feed_key)s,
-            convert_to(%(feed_payload)s, 'UTF8')
+            convert_to(%(feed_payload)s, 'UTF8'), %(feed_trace)s::json
         FROM readers
     )
     SELECT (SELECT role FROM readers WHERE user_id = %(user_id)s),
@@ -305,6 +306,7 @@ async def update_if_unchanged(
             "feed_subject": feed_subject(feed.namespace, ""),
             "feed_key": f":{feed.notice.event_id}:{feed.key}",
             "feed_payload": orjson.dumps(feed.notice.model_dump()).decode(),
+            "feed_trace": outbox.trace_param(trace_headers()),
         },
     )
     row = await cursor.fetchone()

@@ -93,6 +93,8 @@ async def _store_together(
 
 
 class ChangeConsumer(DurableConsumer):
+    trace_name = "history.store_versions"
+
     def __init__(
         self,
         settings: HistorySettings,

@@ -48,6 +48,8 @@ def audit_rows(data: bytes) -> list[dict]:
 
 
 class AuditConsumer(DurableConsumer):
+    trace_name = "sharing.store_audit"
+
     def __init__(self, settings: SharingSettings, sessions: async_sessionmaker) -> None:
         namespace = settings.namespace
         super().__init__(

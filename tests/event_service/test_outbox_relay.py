@@ -2,7 +2,8 @@
 JetStream once and is marked sent, whether the writer handed it over after its commit
 or the sweep found it in the table; publishing a row again (a crash between
 publishing and marking) is dropped by JetStream by its Nats-Msg-Id. Its metrics
-count what it published and measure what waits."""
+count what it published and measure what waits. A message queued by a traced request
+carries its trace context in its headers."""
 
 import asyncio
 import time
@@ -15,6 +16,8 @@ from sqlalchemy import MetaData, text
 
 from common.db import make_driver_pool, make_engine, pipelined_transaction
 from common.outbox import OutboxRelay, enqueue_many, outbox_table
+
+TRACED = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 
 
 @pytest.fixture
@@ -55,7 +58,11 @@ async def _relay_round_trip(env: dict[str, str]) -> None:
             await conn.execute(text(f'CREATE SCHEMA "{env["schema"]}"'))
             await conn.run_sync(table.metadata.create_all)
         await js.add_stream(StreamConfig(name=env["stream"], subjects=[f"{env['subject']}.*"]))
-        messages = [(f"{env['subject']}.{n}", f"m{n}", b'{"n": %d}' % n) for n in range(5)]
+        # Odd ones were queued by a traced request: their trace context travels on.
+        messages = [
+            (f"{env['subject']}.{n}", f"m{n}", b'{"n": %d}' % n, TRACED if n % 2 else None)
+            for n in range(5)
+        ]
         outbox = f'"{env["schema"]}".outbox'
         left_over = f"UPDATE {outbox} SET created_at = created_at - interval '1 minute'"
         # Rows a process left unsent (it died after its commit): the sweep finds them.
@@ -100,7 +107,10 @@ async def _relay_round_trip(env: dict[str, str]) -> None:
         assert info.state.messages == 5
         subscription = await js.subscribe(f"{env['subject']}.*", ordered_consumer=True)
         received = [await subscription.next_msg(timeout=5) for _ in range(5)]
-        assert [(m.subject, m.headers["Nats-Msg-Id"], m.data) for m in received] == messages
+        assert [
+            (m.subject, m.headers["Nats-Msg-Id"], m.data, _trace_context(m.headers))
+            for m in received
+        ] == messages
     finally:
         await relay.close()
         try:
@@ -112,6 +122,10 @@ async def _relay_round_trip(env: dict[str, str]) -> None:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{env["schema"]}" CASCADE'))
         await writes.close()
         await engine.dispose()
+
+
+def _trace_context(headers: dict[str, str]) -> dict[str, str] | None:
+    return {"traceparent": headers["traceparent"]} if "traceparent" in headers else None
 
 
 def test_the_relay_publishes_every_row_once_in_batches(relay_env: dict[str, str]) -> None:
