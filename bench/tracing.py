@@ -5,8 +5,8 @@ Two systems of their own, alike but for tracing: one with it off (as `make up` r
 one exporting to a throwaway OTLP sink (`scripts/otlp_receiver.py`, a process of its
 own) with `EVENTHUB_OTEL_SAMPLE_RATIO=0.1`. Each gets a heavy user owning `--owned`
 one-off events. Then wrk drives each scenario on one system, then on the other, for
-`--rounds` rounds (so both see the machine alike), after the history of both has
-caught up:
+`--rounds` rounds, the other first every second round (so both see the machine
+alike), after the history of both has caught up:
 
   S1   cached GET /api/events/{id}                   target: on >= 0.95 x off
   S2   POST /api/events with conflict check           target: on >= 0.95 x off
@@ -107,10 +107,13 @@ def scenarios(system: System, options: Options, round_: int) -> dict[str, tuple[
 
 
 def measure(systems: list[System], options: Options, workdir: Path) -> None:
+    """Each scenario on both systems, round after round; which system goes first
+    alternates by round, so that what the machine does over time (a slowly growing
+    database, background work catching up) weighs on both alike."""
     names = list(scenarios(systems[0], options, 0))
     for round_ in range(1, options.rounds + 1):
         for name in names:
-            for system in systems:
+            for system in systems if round_ % 2 else systems[::-1]:
                 for each in systems:
                     settled(each)
                 url, script = scenarios(system, options, round_)[name]
