@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 import psycopg
+from opentelemetry.trace import Span
 from psycopg_pool import AsyncConnectionPool
 
 from common import outbox, tracing
@@ -171,12 +172,9 @@ class EventService:
             if accepted:
                 caller = group[0].item.caller
                 events = [new[index] for index in accepted]
-                messages: list[outbox.Message] = []
-                for index in accepted:  # in its request's span: its messages carry its trace
-                    with tracing.within(group[index].trace):
-                        messages += creation_messages(
-                            self._settings.namespace, [new[index][0]], caller
-                        )
+                messages = self._creation_messages(
+                    [(new[index][0], group[index].trace) for index in accepted], caller
+                )
                 await write_repo.insert_events(
                     conn, caller.username, events, FIRST_ACCESS_VERSION, messages, []
                 )
@@ -195,6 +193,20 @@ class EventService:
                 settle(pending, error=refused[index])
             else:
                 settle(pending, EventView(new[index][0], Role.OWNER))
+
+    def _creation_messages(
+        self, created: list[tuple[StoredEvent, Span | None]], caller: Caller
+    ) -> list[outbox.Message]:
+        """The new events' notifications; those of a traced create made in its request's
+        span, so that they carry its trace (all in one go when none is traced)."""
+        namespace = self._settings.namespace
+        if not any(span for _, span in created):
+            return creation_messages(namespace, [event for event, _ in created], caller)
+        messages: list[outbox.Message] = []
+        for event, span in created:
+            with tracing.within(span):
+                messages += creation_messages(namespace, [event], caller)
+        return messages
 
     async def create_many(
         self,
