@@ -18,6 +18,8 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
+from common.tracing import sql_batch
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -183,22 +185,23 @@ async def pipelined_transaction(
     own transactions would wait for BEGIN's and COMMIT's answers apart.
     """
     async with pooled_connection(pool) as driver:
-        try:
-            async with driver.pipeline():
-                await driver.execute("BEGIN")
-                yield driver
-                await driver.execute("COMMIT")
-        except BaseException:
-            status = driver.pgconn.transaction_status
-            if driver.broken or status == TransactionStatus.ACTIVE:
-                # Cut, or left mid-statement by a cancellation: not for the next user.
-                await driver.close()
-            elif status != TransactionStatus.IDLE:
-                try:
-                    await driver.rollback()
-                except psycopg.Error:
+        with sql_batch(driver):
+            try:
+                async with driver.pipeline():
+                    await driver.execute("BEGIN")
+                    yield driver
+                    await driver.execute("COMMIT")
+            except BaseException:
+                status = driver.pgconn.transaction_status
+                if driver.broken or status == TransactionStatus.ACTIVE:
+                    # Cut, or left mid-statement by a cancellation: not for the next user.
                     await driver.close()
-            raise
+                elif status != TransactionStatus.IDLE:
+                    try:
+                        await driver.rollback()
+                    except psycopg.Error:
+                        await driver.close()
+                raise
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

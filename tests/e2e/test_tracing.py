@@ -21,7 +21,7 @@ EXPECTED = {
     ("gateway", "POST /api/events"),
     ("gateway", CREATE),
     ("event_service", CREATE),
-    ("event_service", "COMMIT"),
+    ("event_service", "transaction"),
     ("history_service", "history.store_versions"),
     ("history_service", "INSERT"),
     ("sharing_service", "sharing.store_audit"),
@@ -135,13 +135,16 @@ def test_a_create_is_one_trace_from_the_gateway_to_the_stored_version(
     assert served is not None and served.parent_id == call.span_id
     assert served.attributes["rpc.grpc.status_code"] == 0
 
-    # Its statements, in the transaction the creates of that moment share.
-    statements = [s for s in found.spans if sql_of(s, "event_service")]
-    assert {"BEGIN", "COMMIT"} <= {s.name for s in statements}
-    assert any("INSERT INTO events.events" in s.attributes["db.statement"] for s in statements)
+    # Its statements: one span for the pipelined transaction the creates of that moment
+    # share, holding every statement of it.
     group = found.one("event_service", "internal", "group commit")
     assert group is not None and group.parent_id == served.span_id
-    assert all(s.parent_id == group.span_id for s in statements)
+    [transaction] = [s for s in found.spans if sql_of(s, "event_service")]
+    assert transaction.name == "transaction" and transaction.parent_id == group.span_id
+    statements = transaction.attributes["db.statement"].split(";\n")
+    assert statements[0] == "BEGIN" and statements[-1] == "COMMIT"
+    assert transaction.attributes["db.operation.batch.size"] == len(statements) >= 4
+    assert any("INSERT INTO events.events" in statement for statement in statements)
 
     version = found.one("history_service", "consumer", "history.store_versions")
     assert version is not None
