@@ -4,15 +4,19 @@ tracing on at 10% sampling, in the same run.
 Two systems of their own, alike but for tracing: one with it off (as `make up` runs),
 one exporting to a throwaway OTLP sink (`scripts/otlp_receiver.py`, a process of its
 own) with `EVENTHUB_OTEL_SAMPLE_RATIO=0.1`. Each gets a heavy user owning `--owned`
-one-off events. Then wrk drives each scenario on one system, then on the other, for
-`--rounds` rounds, the other first every second round (so both see the machine
-alike), after the history of both has caught up:
+one-off events. Then wrk drives each scenario on one system, then at once on the
+other, for `--rounds` rounds, the other first every second round, after the history
+of both has caught up:
 
-  S1   cached GET /api/events/{id}                   target: on >= 0.95 x off
-  S2   POST /api/events with conflict check           target: on >= 0.95 x off
+  S1   cached GET /api/events/{id}                   target: loss <= 5%
+  S2   POST /api/events with conflict check           target: loss <= 5%
        (every create a free slot: a 409 is an error)
 
-The figures are the mean req/s of the rounds. With tracing off nothing of it is
+A round's loss is 1 - on/off of its two runs, back to back; the verdict is on the
+median loss of the rounds. This machine's speed drifts by tens of percent within
+minutes (other tenants), far more than the 5% to resolve: a pair of short runs sees
+nearly the same machine, and the median keeps a round that straddled a change of
+speed from deciding. The mean req/s of each system is printed too. With tracing off nothing of it is
 installed, so `make bench`'s own S1 and S2 (`bench/load.py`) stay comparable with
 earlier figures. It always starts its own systems (`--url` does not apply). Exit
 status 1 if a request failed or the sink received no span; a MISS is reported, not a
@@ -67,6 +71,13 @@ class System:
 
     def mean_rate(self, scenario: str) -> float:
         return statistics.fmean(f.requests_per_s for f in self.runs[scenario])
+
+    def losses(self, off: "System", scenario: str) -> list[float]:
+        """Each round's loss of this system against `off` in the same round."""
+        return [
+            1 - on.requests_per_s / before.requests_per_s
+            for on, before in zip(self.runs[scenario], off.runs[scenario], strict=True)
+        ]
 
     def worst_p99(self, scenario: str) -> float:
         return max(f.p99_ms for f in self.runs[scenario])
@@ -137,19 +148,20 @@ def measure(systems: list[System], options: Options, workdir: Path) -> None:
 def report(off: System, on: System, spans: int) -> bool:
     """Prints the comparison; whether every scenario is within the target."""
     print(
-        f"\n{'scenario':40} {'off req/s':>9} {'on req/s':>9} {'loss':>7} "
-        f"{'off p99':>8} {'on p99':>8}  target      verdict"
+        f"\n{'scenario':36} {'off req/s':>9} {'on req/s':>9} {'median loss':>11} "
+        f"{'each round':>22} {'off p99':>8} {'on p99':>7}  target     verdict"
     )
     all_met = True
     for name in off.runs:
-        before, after = off.mean_rate(name), on.mean_rate(name)
-        loss = 1 - after / before if before else 0.0
+        losses = on.losses(off, name)
+        loss = statistics.median(losses)
         met = loss <= MAX_LOSS
         all_met &= met
+        spread = " ".join(f"{each:.1%}" for each in losses)
         print(
-            f"{name:40} {before:9.0f} {after:9.0f} {loss:7.1%} "
-            f"{off.worst_p99(name):8.1f} {on.worst_p99(name):8.1f}  "
-            f"loss<={MAX_LOSS:.0%}     {'PASS' if met else 'MISS'}"
+            f"{name:36} {off.mean_rate(name):9.0f} {on.mean_rate(name):9.0f} {loss:11.1%} "
+            f"{spread:>22} {off.worst_p99(name):8.1f} {on.worst_p99(name):7.1f}  "
+            f"loss<={MAX_LOSS:.0%}    {'PASS' if met else 'MISS'}"
         )
     print(f"\nthe OTLP sink received {spans} spans (sampling {SAMPLE_RATIO})")
     return all_met
@@ -214,8 +226,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--smoke", action="store_true", help="200 events, one round of 2 s")
-    parser.add_argument("--seconds", type=float, default=15, help="per scenario and round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8, help="per scenario and round")
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="gateway worker processes")
