@@ -212,7 +212,7 @@ def _untraced_path(path: str) -> bool:
 def client_span(method: str) -> tuple[Span, list[tuple[str, str]]] | None:
     """Within a traced span: a client span for a call of `method` (`/package.Service/
     Method`) and the metadata that makes the server's span its child; else None."""
-    if _tracer is None or not trace.get_current_span().get_span_context().trace_flags.sampled:
+    if _tracer is None or current_span() is None:
         return None
     span = _tracer.start_span(method[1:], kind=SpanKind.CLIENT, attributes={"rpc.system": "grpc"})
     carrier: TraceHeaders = {}
@@ -282,7 +282,7 @@ def _set_grpc_status(span: Span, code: grpc.StatusCode | None) -> None:
 def trace_headers() -> TraceHeaders | None:
     """The W3C context of the current span if it is traced, for a message queued now
     (`common.outbox`); None when tracing is off or the request is not traced."""
-    if _tracer is None or not trace.get_current_span().get_span_context().trace_flags.sampled:
+    if current_span() is None:
         return None
     carrier: TraceHeaders = {}
     _W3C.inject(carrier)
@@ -290,8 +290,12 @@ def trace_headers() -> TraceHeaders | None:
 
 
 def current_span() -> Span | None:
-    """The current span, to continue in another task (`within`); None when tracing is off."""
-    return None if _tracer is None else trace.get_current_span()
+    """The current span if it is traced, to continue in another task (`within`); None
+    when tracing is off or the request is not traced."""
+    if _tracer is None:
+        return None
+    span = trace.get_current_span()
+    return span if span.get_span_context().trace_flags.sampled else None
 
 
 def within(span: Span | None) -> AbstractContextManager[Any]:
@@ -305,7 +309,7 @@ def batch_span(name: str, spans: Sequence[Span | None]) -> AbstractContextManage
     the other traced ones; untraced work if none is traced."""
     if _tracer is None:
         return _NOTHING
-    traced = [span for span in spans if span and span.get_span_context().trace_flags.sampled]
+    traced = [span for span in spans if span]
     if not traced:
         return _untraced()
     return _batch_span(_tracer, name, traced, len(spans))
@@ -337,7 +341,7 @@ def sql_batch(connection: psycopg.AsyncConnection) -> AbstractContextManager[Non
     In pipeline mode a statement's `execute` returns before the server has run it, so
     a span per statement would time only its queuing (and a traced write made five of
     them); this one lasts until COMMIT is answered."""
-    if _tracer is None or not trace.get_current_span().get_span_context().trace_flags.sampled:
+    if _tracer is None or current_span() is None:
         return _NOTHING
     return _sql_batch(_tracer, connection)
 
