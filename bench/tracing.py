@@ -161,22 +161,14 @@ def measure(systems: list[System], options: Options, sink_port: int, workdir: Pa
                 for each in systems:
                     settled(each)
                 url, script = scenarios(system, options, round_)[name]
-                figures[system.label] = run_wrk(
-                    url,
-                    script,
-                    seconds=options.seconds,
-                    connections=options.connections,
-                    threads=options.threads,
-                    workdir=workdir,
-                )
+                figures[system.label] = drive(url, script, options.seconds, options, workdir)
             untraced = next(s for s in systems if s is not traced)
-            results.add(name, figures[traced.label], figures[untraced.label])
-            loss = results.losses(name)[-1]
+            on, off = figures[traced.label], figures[untraced.label]
+            results.add(name, on, off)
             print(
-                f"  round {round_}, {name}: traced ({traced.label}) "
-                f"{figures[traced.label].requests_per_s:.0f} req/s, untraced ({untraced.label}) "
-                f"{figures[untraced.label].requests_per_s:.0f} req/s, loss {loss:.1%}, "
-                f"errors {figures[traced.label].errors + figures[untraced.label].errors}",
+                f"  round {round_}, {name}: traced ({traced.label}) {on.requests_per_s:.0f} "
+                f"req/s, untraced ({untraced.label}) {off.requests_per_s:.0f} req/s, "
+                f"loss {results.losses(name)[-1]:.1%}, errors {on.errors + off.errors}",
                 flush=True,
             )
     return results
@@ -186,14 +178,18 @@ def warm_up(system: System, options: Options, round_: int, workdir: Path) -> Non
     """A few seconds of each scenario on freshly started processes (pools, channels and
     caches fill), not measured; its creates take slots of their own."""
     for url, script in scenarios(system, options, options.rounds + round_).values():
-        run_wrk(
-            url,
-            script,
-            seconds=WARM_UP_SECONDS,
-            connections=options.connections,
-            threads=options.threads,
-            workdir=workdir,
-        )
+        drive(url, script, WARM_UP_SECONDS, options, workdir)
+
+
+def drive(url: str, script: str, seconds: float, options: Options, workdir: Path) -> Figures:
+    return run_wrk(
+        url,
+        script,
+        seconds=seconds,
+        connections=options.connections,
+        threads=options.threads,
+        workdir=workdir,
+    )
 
 
 def report(results: Results, spans: int) -> bool:
